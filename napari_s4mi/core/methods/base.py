@@ -1,0 +1,97 @@
+"""What the segmentation methods share: networks, one Adam per network, the update step, probabilities."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import SegConfig
+from ..device import autocast
+from ..models import ModelSpec, WeightsReport, build_model
+
+
+def build_network(spec: dict, num_classes: int, img_size: int, weights: str | None = None):
+    """A network from a config dict (ModelSpec fields); weights overrides the spec's weights."""
+    fields = dict(spec)
+    if weights is not None:
+        fields["weights"] = weights
+    for key in ("depths", "num_heads"):
+        if key in fields:
+            fields[key] = tuple(fields[key])
+    return build_model(ModelSpec(**fields), num_classes=num_classes, img_size=img_size)
+
+
+class SegMethod:
+    """Base of the segmentation methods: subclasses fill `networks` and implement `losses`."""
+
+    name = "base"
+
+    def __init__(self, config: SegConfig, num_classes: int, device: torch.device, precision: str):
+        self.config = config
+        self.num_classes = num_classes
+        self.device = device
+        self.precision = precision
+        self.networks: dict[str, nn.Module] = {}
+        self.reports: list[WeightsReport] = []
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def _add(self, name: str, spec: dict, weights: str | None) -> None:
+        module, report = build_network(spec, self.num_classes, self.config.input_size, weights)
+        module = module.to(self.device)
+        if spec.get("arch") == "unet" and self.device.type != "mps":
+            module = module.to(memory_format=torch.channels_last)
+        self.networks[name] = module
+        self.reports.append(report)
+
+    def make_optimizers(self) -> None:
+        self.optimizers = {
+            name: torch.optim.Adam(net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+            for name, net in self.networks.items()
+        }
+
+    def learning_rate(self, step: int) -> float:
+        """Cosine decay from lr to 0 over the run (constant when cosine is off)."""
+        if not self.config.cosine:
+            return self.config.lr
+        return 0.5 * self.config.lr * (1.0 + math.cos(math.pi * step / self.config.iterations))
+
+    def losses(self, step: int, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def train_step(self, step: int, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> dict[str, float]:
+        """One optimisation step of every network; returns the loss and its parts as floats."""
+        lr = self.learning_rate(step)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+        for net in self.networks.values():
+            net.train()
+        with autocast(self.device, self.precision):
+            parts = self.losses(step, x_l, y_l, x_u)
+        loss = parts["loss"]
+        if not torch.isfinite(loss):
+            return {k: float(v) for k, v in parts.items()}
+        self.scaler.scale(loss).backward()
+        for optimizer in self.optimizers.values():
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        return {k: float(v) for k, v in parts.items()} | {"lr": lr}
+
+    def forward(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if name == "cnn" and self.device.type != "mps":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.networks[name](x)
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Softmax of each network (and of their mean, for two), in fp32."""
+        for net in self.networks.values():
+            net.eval()
+        with autocast(self.device, self.precision):
+            probs = {name: self.forward(name, x).float().softmax(dim=1) for name in self.networks}
+        if len(probs) == 2:
+            probs["mean"] = 0.5 * (probs["cnn"] + probs["swin"])
+        return probs

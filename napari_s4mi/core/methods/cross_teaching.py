@@ -1,0 +1,41 @@
+"""Cross-teaching between a CNN U-Net and a Swin-UNet (Luo et al., MIDL 2022), as used by S4MI."""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import SegConfig
+from ..losses import consistency_weight, cross_teaching_loss, supervised_loss
+from .base import SegMethod
+
+
+class CrossTeaching(SegMethod):
+    """Labeled: ½(Dice + CE) per network. Unlabeled: Dice of each network against the other's argmax, × λ(t)."""
+
+    name = "cross-teaching"
+
+    def __init__(self, config: SegConfig, num_classes: int, device: torch.device, precision: str,
+                 weights: str | None = None):
+        super().__init__(config, num_classes, device, precision)
+        self._add("cnn", config.cnn, weights)
+        self._add("swin", config.swin, weights)
+        self.make_optimizers()
+
+    def weight(self, step: int) -> float:
+        if self.config.constant_lambda:
+            return 1.0
+        return consistency_weight(step, self.config.iterations, self.config.lambda_max, self.config.rampup_fraction)
+
+    def losses(self, step: int, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = torch.cat([x_l, x_u]) if len(x_u) else x_l
+        out_cnn = self.forward("cnn", x)
+        out_swin = self.forward("swin", x)
+        n = len(x_l)
+        sup = supervised_loss(out_cnn[:n], y_l) + supervised_loss(out_swin[:n], y_l)
+        if len(x_u):
+            unsup = cross_teaching_loss(out_cnn[n:], out_swin[n:])
+        else:
+            unsup = torch.zeros((), device=x.device)
+        weight = self.weight(step)
+        return {"loss": sup + weight * unsup, "supervised": sup.detach(), "unsupervised": unsup.detach(),
+                "lambda": torch.tensor(weight)}

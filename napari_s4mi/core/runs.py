@@ -1,0 +1,72 @@
+"""Run folders: config, seed, versions and data list hash, metrics log, checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .io import atomic_write_text
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+PACKAGES = ("napari-s4mi", "torch", "timm", "segmentation-models-pytorch", "numpy", "tifffile", "scikit-image")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape a run's numbers."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def data_hash(roles: dict[str, list[str]]) -> str:
+    """A stable hash of which slides played which role (labeled, unlabeled, val)."""
+    text = json.dumps({k: sorted(v) for k, v in sorted(roles.items())}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_run_config(run_dir: Path, config: dict[str, Any], roles: dict[str, list[str]], extra: dict) -> None:
+    """Write config.json: the settings, seed, versions, and the data list with its hash."""
+    record = {
+        "config": config,
+        "seed": config.get("seed"),
+        "versions": package_versions(),
+        "data_hash": data_hash(roles),
+        "data": {k: sorted(v) for k, v in roles.items()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **extra,
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / CONFIG_FILE, json.dumps(record, indent=2))
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The config.json of a run; InputError when the folder is no s4mi run."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not an s4mi run folder ({exc.__class__.__name__}); pass the --out of a training") from exc
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to metrics.jsonl."""
+    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
