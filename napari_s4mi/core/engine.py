@@ -50,7 +50,7 @@ def prepare_data(project: Project, config: SegConfig) -> TrainData:
     spec = tiling_spec(config)
     labeled = load_tiles(project, plan.labeled, spec, with_masks=True)
     unlabeled = None
-    if config.unlabeled_batch > 0 and plan.unlabeled:
+    if config.method == "cross-teaching" and config.unlabeled_batch > 0 and plan.unlabeled:
         unlabeled = load_tiles(project, plan.unlabeled, spec, with_masks=False)
     val = load_tiles(project, plan.val, spec, with_masks=True) if plan.val else None
     red_norm = config.red_norm == "on" or (config.red_norm == "auto" and is_colour(labeled))

@@ -51,8 +51,9 @@ def _atomic_target(path: str | os.PathLike[str]) -> Iterator[io.BufferedWriter]:
     """Yield a binary file in ``path``'s folder that replaces ``path`` atomically once the block succeeds."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "wb") as fh:  # opened by name: writers such as tifffile want a named file
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,0 +1,43 @@
+"""Shared fixtures: offline hubs, the bundled sample project, a tiny training config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLE = REPO / "resources" / "sample"
+
+TINY_CNN = {"arch": "unet", "encoder": "resnet18", "weights": "none"}
+TINY_SWIN = {"arch": "swin_unet", "embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 4, 8], "weights": "none"}
+
+
+def tiny_config(**overrides):
+    """A cross-teaching config small enough for a unit test: 64 px, batch 2 + 2, fp32 on the CPU."""
+    from napari_s4mi.core.config import preset
+
+    settings = dict(
+        iterations=4, input_size=64, labeled_batch=2, unlabeled_batch=2, precision="fp32", device="cpu",
+        val_every=2, checkpoint_every=2, cnn=dict(TINY_CNN), swin=dict(TINY_SWIN),
+    )
+    settings.update(overrides)
+    method = settings.pop("method", "cross-teaching")
+    return preset("cpu-small", method=method, **settings)
+
+
+@pytest.fixture
+def sample_project(tmp_path):
+    """The sample project (8 annotated slides, 2 held back unannotated) in a temporary folder."""
+    from napari_s4mi.demo import create_sample_project
+
+    return create_sample_project(tmp_path / "project")
+
+
+def slide_folder_hash(folder: Path) -> dict[str, bytes]:
+    """Bytes of every file in a folder, to show that slides stay untouched."""
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
