@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_wheel_holds_manifest_and_resources(wheel):
 
 
 def test_manifest_validates():
-    result = subprocess.run(["npe2", "validate", "napari-s4mi"], capture_output=True, text=True)
+    result = subprocess.run([str(Path(sys.executable).parent / "npe2"), "validate", "napari-s4mi"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "valid" in (result.stdout + result.stderr).lower()
 
