@@ -1,9 +1,10 @@
-"""Whole-slide prediction: tile (or resize) the slide, batch the tiles through a model, stitch full-resolution labels.
+"""Whole-slide prediction: tile (or resize) a slide, batch the tiles through a model, stitch full-size labels.
 
-Each tile of :func:`~napari_s4mi.core.preprocess.tile_grid` is read with ``slide.read_region`` (blank beyond the
-slide), made a network input with ``to_network_input``, and predicted in batches. The (K, S, S) probabilities
-are resized back to the tile's size (bilinear, torch), cropped to the part inside the slide, reduced to labels by
-argmax and written into the output; only one batch of full-resolution tile probabilities exists at a time.
+Each tile of :func:`~napari_s4mi.core.preprocess.tile_grid` is read with ``slide.read_region`` (blank beyond
+the slide), made a network input with ``to_network_input``, and predicted in batches. The (K, S, S)
+probabilities are resized back to the tile's size (bilinear, torch), reduced to labels by argmax, cropped to
+the part inside the slide and written into the output; only one batch of full-resolution tile probabilities
+exists at a time.
 Slides above ``large_pixels`` are stitched into disk-backed TIFFs (``tifffile.memmap``) instead of RAM arrays.
 """
 
@@ -43,7 +44,7 @@ class SlidePrediction:
     """Full-resolution result: uint8 labels (H, W) and, for two networks, their disagreement (H, W) in [0, 1].
 
     For slides above ``large_pixels`` both are ``np.memmap`` views of TIFFs in ``out_dir`` (the disagreement
-    then float16 to halve the disk space); otherwise in-memory arrays (disagreement float32) and ``out_dir`` None.
+    then float16 to halve the disk space); otherwise arrays in RAM (disagreement float32), out_dir None.
     """
 
     labels: np.ndarray
@@ -68,9 +69,9 @@ def predict_slide(
 
     ``predict_tiles`` gets a CPU float32 batch (N, 3, S, S) of normalised inputs and returns probabilities
     (N, K, S, S), or ``(probs, disagreement (N, S, S))`` when ``with_disagreement``; it moves the batch to its
-    device and runs the model(s) under no_grad/autocast itself. A slide with more than ``large_pixels`` pixels
-    is written to ``out_dir/labels.tif`` (and ``disagreement.tif``) as memory-mapped TIFFs; when ``out_dir`` is
-    None a new temporary folder is used (``SlidePrediction.out_dir``; the caller deletes it when done).
+    device and runs the model(s) under no_grad/autocast itself. A slide with more than ``large_pixels``
+    pixels is written to ``out_dir/labels.tif`` (and ``disagreement.tif``) as memory-mapped TIFFs; when
+    ``out_dir`` is None a new temporary folder is used (``SlidePrediction.out_dir``; the caller deletes it).
     Tiles are read one batch ahead in a background thread while the model runs. ``on_batch(done, total)``
     is called after each batch with tile counts (progress); an exception raised there stops the prediction.
     """
@@ -127,7 +128,9 @@ def _batches(tiles: Sequence[Tile], size: int) -> Iterator[Sequence[Tile]]:
 
 
 def _prefetched(
-    pool: ThreadPoolExecutor, prepare: Callable[[Sequence[Tile]], torch.Tensor], batches: Iterator[Sequence[Tile]]
+    pool: ThreadPoolExecutor,
+    prepare: Callable[[Sequence[Tile]], torch.Tensor],
+    batches: Iterator[Sequence[Tile]],
 ) -> Iterator[tuple[Sequence[Tile], torch.Tensor]]:
     """Yield (tiles, inputs) while the next batch is read and preprocessed in ``pool``."""
     pending = None
@@ -146,14 +149,18 @@ def _split_output(
     """Check the model's output and return (probs (N, K, S, S), disagreement (N, S, S) or None)."""
     if isinstance(output, tuple | list):
         if len(output) != 2:
-            raise ValueError(f"predict_tiles returned {len(output)} values; expected probs or (probs, disagreement)")
+            raise ValueError(
+                f"predict_tiles returned {len(output)} values; expected probs or (probs, disagreement)"
+            )
         probs, dis = output
     else:
         probs, dis = output, None
     if with_disagreement and dis is None:
         raise ValueError("with_disagreement=True but predict_tiles returned no disagreement map")
     if probs.ndim != 4 or probs.shape[0] != n or probs.shape[1] != num_classes:
-        raise ValueError(f"predict_tiles returned shape {tuple(probs.shape)}; expected ({n}, {num_classes}, S, S)")
+        raise ValueError(
+            f"predict_tiles returned shape {tuple(probs.shape)}; expected ({n}, {num_classes}, S, S)"
+        )
     if dis is not None and (dis.ndim != 3 or dis.shape != probs.shape[:1] + probs.shape[2:]):
         raise ValueError(f"disagreement has shape {tuple(dis.shape)}; expected {(n, *probs.shape[2:])}")
     return probs, dis if with_disagreement else None
@@ -178,11 +185,10 @@ def _stitch(
     """Resize a batch back to tile size, argmax, crop to the slide, and write into the outputs."""
     height, width = labels.shape
     for (h, w), index in _groups_by_size(tiles).items():
-        rows = torch.as_tensor(index, device=probs.device)
-        tile_labels = _labels_at(probs.index_select(0, rows), h, w)
+        tile_labels = _labels_at(_take(probs, index), h, w)
         tile_dis = None
         if dis is not None and disagreement is not None:
-            tile_dis = _resize_back(dis.index_select(0, rows)[:, None].float(), h, w)[:, 0].cpu().numpy()
+            tile_dis = _resize_back(_take(dis, index)[:, None].float(), h, w)[:, 0].cpu().numpy()
         for j, i in enumerate(index):
             tile = tiles[i]
             vh, vw = tile.valid_shape(height, width)
@@ -210,6 +216,13 @@ def _labels_at(probs: torch.Tensor, h: int, w: int) -> np.ndarray:
         out[better] = k
         np.maximum(best, up[:, k], out=best)
     return out
+
+
+def _take(x: torch.Tensor, index: list[int]) -> torch.Tensor:
+    """Rows ``index`` of ``x``: a view when they are consecutive (torch's CPU index_select is very slow)."""
+    if index == list(range(index[0], index[-1] + 1)):
+        return x[index[0] : index[-1] + 1]
+    return torch.stack([x[i] for i in index])
 
 
 def _groups_by_size(tiles: Sequence[Tile]) -> dict[tuple[int, int], list[int]]:

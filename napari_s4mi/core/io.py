@@ -170,7 +170,7 @@ def tiff_layout(
         y, x = axes.index("Y"), axes.index("X")
     else:
         y, x = ndim - 2, ndim - 1
-    if ndim == 3 and shape[x] <= 4 < min(shape[:x]) and x == 2:
+    if ndim == 3 and x == 2 and shape[2] <= 4 < min(shape[0], shape[1]):
         return _Layout(3, 0, 1, 2)  # channels-last written without RGB tags
     extra = [a for a in range(ndim) if a not in (y, x)]
     if len(extra) == 1 and shape[extra[0]] in (3, 4):
@@ -212,7 +212,7 @@ def needs_scaling(dtype: np.dtype) -> bool:
 
 def compute_scaling(sample: np.ndarray, joint: bool) -> _Scaling:
     """1st/99.8th percentiles of a (h, w, C) sample, per channel or over all channels (``joint``)."""
-    values = sample.reshape(-1, sample.shape[-1]).astype(np.float64)
+    values = sample.reshape(-1, sample.shape[-1])
     if joint:
         lo, hi = _percentiles(values.ravel())
         count = values.shape[1]
@@ -222,10 +222,11 @@ def compute_scaling(sample: np.ndarray, joint: bool) -> _Scaling:
 
 
 def _percentiles(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
+    if values.dtype.kind == "f":
+        values = values[np.isfinite(values)]
+    if values.size == 0:
         return 0.0, 1.0
-    lo, hi = np.percentile(finite, PERCENTILES)
+    lo, hi = np.percentile(values, PERCENTILES)
     return float(lo), float(hi)
 
 
@@ -309,11 +310,12 @@ class _ZarrSource(_Source):
         return self._tile_sample()
 
     def _tile_sample(self) -> np.ndarray:
-        """Up to SCALING_SAMPLE_TILES chunk-size windows on an even grid, stacked along the rows."""
+        """Chunk-size windows on an even grid (about SCALING_SAMPLE_PIXELS in all), stacked as one column."""
         h, w = self.shape
         th = min(h, self.array.chunks[self.layout.y])
         tw = min(w, self.array.chunks[self.layout.x])
-        side = max(1, int(np.sqrt(SCALING_SAMPLE_TILES)))
+        count = min(SCALING_SAMPLE_TILES, max(1, SCALING_SAMPLE_PIXELS // (th * tw)))
+        side = max(1, int(np.sqrt(count)))
         ys = np.unique(np.linspace(0, h - th, side).astype(int) // th * th)
         xs = np.unique(np.linspace(0, w - tw, side).astype(int) // tw * tw)
         blocks = [self.block(y, y + th, x, x + tw) for y in ys for x in xs]

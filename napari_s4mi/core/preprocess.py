@@ -4,7 +4,7 @@ The paper's recipe: a slide with a side over ``tile_threshold`` (960 px) is cut 
 top-left corner, the last row and column padded with blank; any other slide is resized whole to the network
 size (224 px), aspect ratio not kept. Every network input is built in one fixed order:
 
-    resize (bilinear, anti-aliased) -> scale to [0, 1] -> optional red normalisation -> ImageNet standardisation
+    resize (bilinear, anti-aliased) -> scale to [0, 1] -> optional red normalisation -> ImageNet mean/std
 
 Resizing uses precomputed sparse, separable triangle-filter weights (the same filter as PIL and
 ``torch.nn.functional.interpolate(mode="bilinear", antialias=True)``): as fast as torch on two CPU cores and
@@ -40,7 +40,7 @@ class TilingSpec:
         if not _is_int(self.input_size) or self.input_size <= 0 or self.input_size % _STRIDE:
             raise ValueError(
                 f"input_size must be a positive multiple of {_STRIDE} (the networks halve it 5 times); "
-                f"got {self.input_size!r}, try {max(_STRIDE, round(_as_number(self.input_size) / _STRIDE) * _STRIDE)}"
+                f"got {self.input_size!r}, try {_nearest_multiple(self.input_size)}"
             )
         for name in ("tile_size", "tile_threshold"):
             value = getattr(self, name)
@@ -66,11 +66,12 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
-def _as_number(value: object) -> float:
+def _nearest_multiple(value: object) -> int:
+    """The positive multiple of the network stride nearest to ``value`` (for error messages)."""
     try:
-        return float(value)  # type: ignore[arg-type]
+        return max(_STRIDE, round(float(value) / _STRIDE) * _STRIDE)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return float(_STRIDE)
+        return 224
 
 
 def _pair(size: Size) -> tuple[int, int]:
@@ -82,8 +83,10 @@ def _pair(size: Size) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------------------------- tiling
 def tile_grid(height: int, width: int, spec: TilingSpec) -> list[Tile]:
-    """Tiles of a ``height`` x ``width`` slide, row-major: a grid of ``tile_size`` tiles when a side exceeds
-    ``tile_threshold`` (last row/column run past the slide and are read as blank), else one whole-slide tile."""
+    """Tiles of a ``height`` x ``width`` slide, row-major.
+
+    A grid of ``tile_size`` tiles from the top-left when a side exceeds ``tile_threshold`` (the last row and
+    column run past the slide and read as blank), else one tile that is the whole slide."""
     if height <= 0 or width <= 0:
         raise ValueError(f"slide shape must be positive; got {height} x {width}")
     if max(height, width) <= spec.tile_threshold:
@@ -120,7 +123,9 @@ def _resize_axis0(a: np.ndarray, n_out: int) -> np.ndarray:
     if a.shape[0] == n_out:
         return a
     flat = a.reshape(a.shape[0], -1)
-    return np.asarray(_resample_matrix(a.shape[0], n_out) @ flat, dtype=np.float32).reshape(n_out, *a.shape[1:])
+    return np.asarray(_resample_matrix(a.shape[0], n_out) @ flat, dtype=np.float32).reshape(
+        n_out, *a.shape[1:]
+    )
 
 
 def resize_image(img: np.ndarray, size: Size) -> np.ndarray:
@@ -229,7 +234,9 @@ def _rotate_bilinear(img: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndar
     y0, x0 = y0.astype(np.intp).ravel(), x0.astype(np.intp).ravel()
     ya, yb = _reflect(y0, h) * w, _reflect(y0 + 1, h) * w
     xa, xb = _reflect(x0, w), _reflect(x0 + 1, w)
-    src = img.reshape(h * w, -1).astype(np.float32, copy=False)  # flat gathers with np.take: ~3x fancy indexing
+    src = img.reshape(h * w, -1).astype(
+        np.float32, copy=False
+    )  # flat gathers with np.take: ~3x fancy indexing
     out = np.take(src, ya + xa, axis=0) * ((1 - fy) * (1 - fx))
     out += np.take(src, ya + xb, axis=0) * ((1 - fy) * fx)
     out += np.take(src, yb + xa, axis=0) * (fy * (1 - fx))

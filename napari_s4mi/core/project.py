@@ -78,9 +78,8 @@ class Project:
         self.slides = list(slides)
         self.channel_axis = channel_axis
         self.multi_label = multi_label
-        self._vanished = dict(
-            vanished or {}
-        )  # records of slides gone from the folder, restored if they return
+        # records of slides gone from the folder, restored if they come back
+        self._vanished = dict(vanished or {})
         self._extra = dict(extra or {})  # manifest keys written by newer code, kept as they are
 
     def __repr__(self) -> str:
@@ -348,17 +347,26 @@ class Project:
         mapping = _value_mapping(values, len(self.classes))
         staged = self._stage_masks(found, mapping)
         top = max((mapping.get(v, v) for v in values), default=0)
+        # mask path -> the previous mask moved aside (None where there was none)
+        backups: dict[Path, Path | None] = {}
         try:
             with self._transaction():
                 self.classes += [f"class_{k}" for k in range(len(self.classes), top + 1)]
                 for slide_id, tmp in staged.items():
-                    os.replace(tmp, self.mask_path(slide_id))
+                    _swap_in(tmp, self.mask_path(slide_id), backups)
                     if mark_annotated:
                         self.record(slide_id).annotated = True
+        except BaseException:
+            _roll_back(backups)
+            raise
         finally:
             for tmp in staged.values():
                 with contextlib.suppress(OSError):
                     tmp.unlink(missing_ok=True)
+        for backup in backups.values():
+            if backup is not None:
+                with contextlib.suppress(OSError):
+                    backup.unlink()
         return len(staged)
 
     def _match_masks(self, masks_dir: Path, overwrite: bool) -> dict[str, Path]:
@@ -485,6 +493,26 @@ def _test_write(folder: Path) -> None:
         raise PermissionError(13, "permission denied", str(folder))
     with tempfile.TemporaryFile(dir=folder, prefix=".s4mi-write-test."):
         pass
+
+
+def _swap_in(staged: Path, target: Path, backups: dict[Path, Path | None]) -> None:
+    """Move ``staged`` onto ``target``, first moving an existing target aside (recorded in ``backups``)."""
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.{os.getpid()}.bak")
+        os.replace(target, backup)
+    backups[target] = backup
+    os.replace(staged, target)
+
+
+def _roll_back(backups: dict[Path, Path | None]) -> None:
+    """Undo :func:`_swap_in`: restore the previous masks, remove the new ones that replaced nothing."""
+    for target, backup in backups.items():
+        with contextlib.suppress(OSError):
+            if backup is None:
+                target.unlink(missing_ok=True)
+            else:
+                os.replace(backup, target)
 
 
 def _shape_mismatch(
