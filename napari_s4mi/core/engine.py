@@ -24,7 +24,7 @@ from .methods import SegMethod, make_method
 from .metrics import ConfusionCounts
 from .preprocess import TilingSpec
 from .project import Project
-from .runs import append_metrics, read_run_config, write_run_config
+from .runs import CONFIG_FILE, append_metrics, read_run_config, write_run_config
 
 LAST, BEST = "last", "best"
 
@@ -87,7 +87,7 @@ def train_segmentation(
     run_dir = Path(run_dir)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    if not resume and (run_dir / ckpt.STATE_FILE).exists():
+    if not resume and (run_dir / CONFIG_FILE).exists():
         raise InputError(f"{run_dir}: already holds a run; pick a new --out or resume it (--resume)")
     data = prepare_data(project, config)
     for text in data.plan.messages:

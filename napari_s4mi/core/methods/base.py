@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..config import SegConfig
-from ..device import autocast
+from ..device import autocast, use_channels_last
 from ..models import ModelSpec, WeightsReport, build_model
 
 
@@ -36,11 +36,12 @@ class SegMethod:
         self.networks: dict[str, nn.Module] = {}
         self.reports: list[WeightsReport] = []
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.channels_last = use_channels_last(device, precision)
 
     def _add(self, name: str, spec: dict, weights: str | None) -> None:
         module, report = build_network(spec, self.num_classes, self.config.input_size, weights)
         module = module.to(self.device)
-        if spec.get("arch") == "unet" and self.device.type != "mps":
+        if spec.get("arch") == "unet" and self.channels_last:
             module = module.to(memory_format=torch.channels_last)
         self.networks[name] = module
         self.reports.append(report)
@@ -78,10 +79,10 @@ class SegMethod:
         for optimizer in self.optimizers.values():
             self.scaler.step(optimizer)
         self.scaler.update()
-        return {k: float(v) for k, v in parts.items()} | {"lr": lr}
+        return {k: float(v.detach()) for k, v in parts.items()} | {"lr": lr}
 
     def forward(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        if name == "cnn" and self.device.type != "mps":
+        if name == "cnn" and self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.networks[name](x)
 
