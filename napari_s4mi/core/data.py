@@ -138,7 +138,7 @@ class TwoStreamSampler:
         self.max_angle = max_angle
 
     def _augment(self, images: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
-        if not self.do_augment:
+        if not self.do_augment or len(images) == 0:
             return images, masks
         pairs = [augment(im, mk, rng, max_angle=self.max_angle) for im, mk in zip(images, masks, strict=True)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

@@ -71,4 +71,5 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """True for CUDA/MPS/CPU allocation failures."""
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

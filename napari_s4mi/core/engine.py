@@ -138,11 +138,11 @@ def _run(project, config, run_dir, cancel, resume, init_from, data, method, devi
             return
         tick = time.perf_counter()
         torch.manual_seed(config.seed * 1_000_003 + step)
-        images, masks, u_images = sampler.batch(step, config.labeled_batch, n_unlabeled)
-        x_l = normalise_batch(images, data.red_norm, device)
-        y_l = torch.from_numpy(masks).to(device).long()
-        x_u = normalise_batch(u_images, data.red_norm, device)
         try:
+            images, masks, u_images = sampler.batch(step, config.labeled_batch, n_unlabeled)
+            x_l = normalise_batch(images, data.red_norm, device)
+            y_l = torch.from_numpy(masks).to(device).long()
+            x_u = normalise_batch(u_images, data.red_norm, device)
             parts = method.train_step(step, x_l, y_l, x_u)
         except Exception as exc:
             if is_out_of_memory(exc):

@@ -74,7 +74,7 @@ class SegMethod:
             parts = self.losses(step, x_l, y_l, x_u)
         loss = parts["loss"]
         if not torch.isfinite(loss):
-            return {k: float(v) for k, v in parts.items()}
+            return {k: float(v.detach()) for k, v in parts.items()}
         self.scaler.scale(loss).backward()
         for optimizer in self.optimizers.values():
             self.scaler.step(optimizer)
