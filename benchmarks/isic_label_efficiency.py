@@ -51,15 +51,19 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=400)
     args = parser.parse_args()
     project = make_project(args.data, args.out)
-    print(f"slides: train {len(project.annotated_ids('train'))}, val {len(project.annotated_ids('val'))}, "
-          f"test {len(project.annotated_ids('test'))}", flush=True)
+    print(
+        f"slides: train {len(project.annotated_ids('train'))}, val {len(project.annotated_ids('val'))}, "
+        f"test {len(project.annotated_ids('test'))}",
+        flush=True,
+    )
     results: dict[str, list[float]] = {}
     for seed in args.seeds:
         for method, fraction in ARMS:
             run_dir = args.out / f"{method}-{int(fraction * 100)}-seed{seed}"
             if not (run_dir / "last").exists():
-                config = preset("cpu-small", method=method, label_fraction=fraction, seed=seed,
-                                iterations=args.iterations)
+                config = preset(
+                    "cpu-small", method=method, label_fraction=fraction, seed=seed, iterations=args.iterations
+                )
                 started = time.perf_counter()
                 for event in train_segmentation(project, config, run_dir):
                     if isinstance(event, Validation):
@@ -73,8 +77,10 @@ def main() -> None:
     for name, values in results.items():
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         method, labels = name.rsplit(" ", 1)
-        print(f"| {method} | {labels} | {len(values)} | {statistics.mean(values):.3f} ± {sd:.3f} | "
-              f"{', '.join(f'{v:.3f}' for v in values)} |")
+        print(
+            f"| {method} | {labels} | {len(values)} | {statistics.mean(values):.3f} ± {sd:.3f} | "
+            f"{', '.join(f'{v:.3f}' for v in values)} |"
+        )
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
 
 

@@ -14,4 +14,7 @@ def sample_lesion() -> list[tuple]:
     with open_slide(sample_dir() / "images" / f"{SAMPLE_STEM}.jpg") as slide:
         image = slide.read()
     mask = (read_mask(sample_dir() / "masks" / f"{SAMPLE_STEM}_segmentation.png") > 0).astype("uint8")
-    return [(image, {"name": SAMPLE_STEM, "rgb": True}, "image"), (mask, {"name": f"{SAMPLE_STEM} mask"}, "labels")]
+    return [
+        (image, {"name": SAMPLE_STEM, "rgb": True}, "image"),
+        (mask, {"name": f"{SAMPLE_STEM} mask"}, "labels"),
+    ]

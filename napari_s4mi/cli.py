@@ -123,10 +123,17 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
         config = load_run_config(args.out)
     else:
         overrides = {
-            "label_fraction": args.label_fraction, "seed": args.seed, "iterations": args.iterations,
-            "input_size": args.input_size, "labeled_batch": args.labeled_batch,
-            "unlabeled_batch": args.unlabeled_batch, "lr": args.lr, "device": args.device,
-            "precision": args.precision, "red_norm": args.red_norm, "val_every": args.val_every,
+            "label_fraction": args.label_fraction,
+            "seed": args.seed,
+            "iterations": args.iterations,
+            "input_size": args.input_size,
+            "labeled_batch": args.labeled_batch,
+            "unlabeled_batch": args.unlabeled_batch,
+            "lr": args.lr,
+            "device": args.device,
+            "precision": args.precision,
+            "red_norm": args.red_norm,
+            "val_every": args.val_every,
         }
         config = preset(args.preset, method=args.method, **overrides)
         if args.weights:

@@ -14,7 +14,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLE = REPO / "resources" / "sample"
 
 TINY_CNN = {"arch": "unet", "encoder": "resnet18", "weights": "none"}
-TINY_SWIN = {"arch": "swin_unet", "embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 4, 8], "weights": "none"}
+TINY_SWIN = {
+    "arch": "swin_unet",
+    "embed_dim": 24,
+    "depths": [1, 1, 1, 1],
+    "num_heads": [1, 2, 4, 8],
+    "weights": "none",
+}
 
 
 def tiny_config(**overrides):
@@ -22,8 +28,16 @@ def tiny_config(**overrides):
     from napari_s4mi.core.config import preset
 
     settings = dict(
-        iterations=4, input_size=64, labeled_batch=2, unlabeled_batch=2, precision="fp32", device="cpu",
-        val_every=2, checkpoint_every=2, cnn=dict(TINY_CNN), swin=dict(TINY_SWIN),
+        iterations=4,
+        input_size=64,
+        labeled_batch=2,
+        unlabeled_batch=2,
+        precision="fp32",
+        device="cpu",
+        val_every=2,
+        checkpoint_every=2,
+        cnn=dict(TINY_CNN),
+        swin=dict(TINY_SWIN),
     )
     settings.update(overrides)
     method = settings.pop("method", "cross-teaching")

@@ -7,13 +7,27 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import SAMPLE, TINY_CNN, TINY_SWIN, slide_folder_hash
 from PIL import Image
 
-from conftest import SAMPLE, TINY_CNN, TINY_SWIN, slide_folder_hash
 from napari_s4mi.cli import main
 
-TINY = ["--iterations", "2", "--input-size", "64", "--labeled-batch", "2", "--unlabeled-batch", "2",
-        "--precision", "fp32", "--device", "cpu", "--weights", "none"]
+TINY = [
+    "--iterations",
+    "2",
+    "--input-size",
+    "64",
+    "--labeled-batch",
+    "2",
+    "--unlabeled-batch",
+    "2",
+    "--precision",
+    "fp32",
+    "--device",
+    "cpu",
+    "--weights",
+    "none",
+]
 
 
 @pytest.fixture
@@ -36,16 +50,46 @@ def test_train_predict_resume(slides, monkeypatch, capsys):
     small_networks(monkeypatch)
     before = slide_folder_hash(slides / "images")
     run = slides / "run"
-    code = main(["train", "seg", "--images", str(slides / "images"), "--masks", str(slides / "masks"),
-                 "--out", str(run), "--label-fraction", "0.5", "--seed", "3", *TINY])
+    code = main(
+        [
+            "train",
+            "seg",
+            "--images",
+            str(slides / "images"),
+            "--masks",
+            str(slides / "masks"),
+            "--out",
+            str(run),
+            "--label-fraction",
+            "0.5",
+            "--seed",
+            "3",
+            *TINY,
+        ]
+    )
     assert code == 0
     assert "finished at step 2" in capsys.readouterr().out
     record = json.loads((run / "config.json").read_text())
     assert record["seed"] == 3 and record["config"]["label_fraction"] == 0.5
     assert (slides / "images" / ".s4mi" / "s4mi-project.json").exists()
     out = slides / "pred"
-    assert main(["predict", "--run", str(run), "--images", str(slides / "images"), "--out", str(out),
-                 "--disagreement", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(run),
+                "--images",
+                str(slides / "images"),
+                "--out",
+                str(out),
+                "--disagreement",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     for path in (slides / "images").glob("*.jpg"):
         mask = np.asarray(Image.open(out / f"{path.stem}.png"))
         assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
@@ -63,8 +107,20 @@ def test_resume_a_stopped_run(slides, monkeypatch, capsys):
     config = json.loads((slides / "run" / "config.json").read_text())
     config["config"]["iterations"] = 4
     (slides / "run" / "config.json").write_text(json.dumps(config))
-    assert main(["train", "seg", "--project", str(slides / "images" / ".s4mi"), "--out", str(slides / "run"),
-                 "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "seg",
+                "--project",
+                str(slides / "images" / ".s4mi"),
+                "--out",
+                str(slides / "run"),
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert "finished at step 4" in capsys.readouterr().out
 
 
@@ -73,11 +129,26 @@ def test_read_only_slides_put_the_project_beside_the_run(slides, monkeypatch, ca
     import napari_s4mi.core.project as project_module
 
     real_access = project_module.os.access
-    monkeypatch.setattr(project_module.os, "access",
-                        lambda p, mode, **kw: False if str(p).startswith(str(slides / "images")) and mode & 2
-                        else real_access(p, mode, **kw))
-    code = main(["train", "seg", "--images", str(slides / "images"), "--masks", str(slides / "masks"),
-                 "--out", str(slides / "run"), *TINY])
+    monkeypatch.setattr(
+        project_module.os,
+        "access",
+        lambda p, mode, **kw: (
+            False if str(p).startswith(str(slides / "images")) and mode & 2 else real_access(p, mode, **kw)
+        ),
+    )
+    code = main(
+        [
+            "train",
+            "seg",
+            "--images",
+            str(slides / "images"),
+            "--masks",
+            str(slides / "masks"),
+            "--out",
+            str(slides / "run"),
+            *TINY,
+        ]
+    )
     assert code == 0
     assert (slides / "run-project" / "s4mi-project.json").exists()
     assert not (slides / "images" / ".s4mi").exists()
@@ -107,8 +178,7 @@ def test_bad_input_gives_one_line_error(slides, monkeypatch, capsys, setup, expe
     elif setup == "mismatched-mask":
         Image.fromarray(np.zeros((100, 80), np.uint8)).save(masks / "ISIC_0000112_segmentation.png")
     project_before = None
-    code = main(["train", "seg", "--images", str(images), "--masks", str(masks), "--out", str(slides / "run"),
-                 *TINY])
+    code = main(["train", "seg", "--images", str(images), "--masks", str(masks), "--out", str(slides / "run"), *TINY])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("s4mi: error: ") and expected in err[-1]
@@ -118,10 +188,34 @@ def test_bad_input_gives_one_line_error(slides, monkeypatch, capsys, setup, expe
 
 
 def test_predict_errors(slides, capsys):
-    assert main(["predict", "--run", str(slides / "nothing"), "--images", str(slides / "images"),
-                 "--out", str(slides / "o")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(slides / "nothing"),
+                "--images",
+                str(slides / "images"),
+                "--out",
+                str(slides / "o"),
+            ]
+        )
+        == 2
+    )
     assert "not an s4mi run folder" in capsys.readouterr().err
     (slides / "empty").mkdir()
-    assert main(["predict", "--run", str(slides / "nothing"), "--images", str(slides / "empty"),
-                 "--out", str(slides / "o")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(slides / "nothing"),
+                "--images",
+                str(slides / "empty"),
+                "--out",
+                str(slides / "o"),
+            ]
+        )
+        == 2
+    )
     assert "no PNG/JPEG/BMP/TIFF slides" in capsys.readouterr().err

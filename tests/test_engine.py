@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from napari_s4mi.core.data import normalise_batch, plan_data
 from napari_s4mi.core.engine import prepare_data, train_segmentation
 from napari_s4mi.core.events import CancelToken, Checkpoint, Done, Progress, Validation
@@ -144,4 +144,6 @@ def test_supervised_baseline_trains_one_network(sample_project, tmp_path):
     events = run_all(train_segmentation(sample_project, config, tmp_path / "sup"))
     assert isinstance(events[-1], Done)
     assert sorted(p.name for p in (tmp_path / "sup" / "last").glob("*.safetensors")) == [
-        "cnn.safetensors", "optimizer.safetensors"]
+        "cnn.safetensors",
+        "optimizer.safetensors",
+    ]

@@ -62,9 +62,7 @@ def _ellipses(h: int, w: int, rng: np.random.Generator, n: int = 6) -> np.ndarra
     while not mask.any():
         for _ in range(n):
             r, c = rng.uniform(0.05, 0.15, size=2) * min(h, w)
-            rr, cc = ellipse(
-                rng.uniform(0, h), rng.uniform(0, w), r, c, shape=(h, w), rotation=rng.uniform(0, 3)
-            )
+            rr, cc = ellipse(rng.uniform(0, h), rng.uniform(0, w), r, c, shape=(h, w), rotation=rng.uniform(0, 3))
             mask[rr, cc] = 1
     return mask
 
@@ -269,7 +267,5 @@ def test_bad_model_outputs_are_reported() -> None:
 def test_low_precision_probabilities_are_accepted() -> None:
     rng = np.random.default_rng(14)
     mask = _ellipses(500, 600, rng)
-    result = predict_slide(
-        ArraySlide(_encode(mask, rng)), lambda b: soft_identity(b).bfloat16(), TilingSpec(), 2
-    )
+    result = predict_slide(ArraySlide(_encode(mask, rng)), lambda b: soft_identity(b).bfloat16(), TilingSpec(), 2)
     assert _iou(result.labels, mask) >= 0.98

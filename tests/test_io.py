@@ -270,9 +270,7 @@ def _write_tiled_pyramid(path: Path, size: int, tile: int = 256) -> None:
                 yield _pattern(ty * step, (ty + tile) * step, tx * step, (tx + tile) * step, step)
 
     with tifffile.TiffWriter(path) as tw:
-        tw.write(
-            tiles(1), shape=(size, size, 3), dtype=np.uint8, tile=(tile, tile), photometric="rgb", subifds=1
-        )
+        tw.write(tiles(1), shape=(size, size, 3), dtype=np.uint8, tile=(tile, tile), photometric="rgb", subifds=1)
         small = -(-size // 4)
         tw.write(
             tiles(4),
@@ -348,9 +346,7 @@ def test_big_16bit_pyramid_scaled_from_smallest_level(tmp_path: Path) -> None:
         n = size // step
         for ty in range(0, n, tile):
             for tx in range(0, n, tile):
-                yy, xx = np.ogrid[
-                    ty * step : (ty + tile) * step : step, tx * step : (tx + tile) * step : step
-                ]
+                yy, xx = np.ogrid[ty * step : (ty + tile) * step : step, tx * step : (tx + tile) * step : step]
                 yield (yy * 9 + xx * 3).astype(np.uint16)
 
     path = tmp_path / "pyr16.tif"
@@ -435,9 +431,7 @@ def test_corrupt_tiff(tmp_path: Path) -> None:
 def test_zero_size_tiff(tmp_path: Path) -> None:
     path = tmp_path / "zero.tif"
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore"
-        )  # tifffile warns that a zero-size TIFF is nonconformant: that is the point
+        warnings.simplefilter("ignore")  # tifffile warns that a zero-size TIFF is nonconformant: that is the point
         tifffile.imwrite(path, np.zeros((0, 5), np.uint8))
     with pytest.raises(InputError, match="zero.tif"):
         open_slide(path).read()

@@ -58,9 +58,7 @@ def swin_tiny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _resnet18_state() -> dict[str, torch.Tensor]:
     import timm
 
-    return {
-        k: v.contiguous() for k, v in timm.create_model("resnet18", pretrained=False).state_dict().items()
-    }
+    return {k: v.contiguous() for k, v in timm.create_model("resnet18", pretrained=False).state_dict().items()}
 
 
 @pytest.mark.parametrize("size", [128, 224])
@@ -124,9 +122,7 @@ def test_swin_unet_rejects_sizes_not_multiple_of_32() -> None:
 @pytest.mark.parametrize("spec", [SMALL_UNET, SMALL_SWIN], ids=["unet", "swin_unet"])
 def test_imagenet_with_empty_cache_falls_back_quickly(spec: ModelSpec, empty_cache: Path) -> None:
     start = time.monotonic()
-    _, report = build_model(
-        ModelSpec(spec.arch, spec.encoder, 96, spec.depths, (3, 6, 12, 24), "imagenet"), 2, 128
-    )
+    _, report = build_model(ModelSpec(spec.arch, spec.encoder, 96, spec.depths, (3, 6, 12, 24), "imagenet"), 2, 128)
     assert time.monotonic() - start < 5
     assert report.source == "random"
     assert "offline" in report.message and "cache" in report.message

@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 
@@ -17,7 +16,8 @@ def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(REPO)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     return next(out.glob("napari_s4mi-*.whl"))
 
@@ -34,7 +34,9 @@ def test_wheel_holds_manifest_and_resources(wheel):
 
 
 def test_manifest_validates():
-    result = subprocess.run([str(Path(sys.executable).parent / "npe2"), "validate", "napari-s4mi"], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "npe2"), "validate", "napari-s4mi"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "valid" in (result.stdout + result.stderr).lower()
 

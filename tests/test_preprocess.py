@@ -25,9 +25,7 @@ def _ellipses(h: int, w: int, rng: np.random.Generator, n: int = 5) -> np.ndarra
     mask = np.zeros((h, w), np.uint8)
     for _ in range(n):
         r, c = rng.uniform(0.08, 0.2, size=2) * min(h, w)
-        rr, cc = ellipse(
-            rng.uniform(0, h), rng.uniform(0, w), r, c, shape=(h, w), rotation=rng.uniform(0, np.pi)
-        )
+        rr, cc = ellipse(rng.uniform(0, h), rng.uniform(0, w), r, c, shape=(h, w), rotation=rng.uniform(0, np.pi))
         mask[rr, cc] = 1
     return mask
 
@@ -171,9 +169,7 @@ def test_augment_moves_image_and_mask_together(max_angle: float, min_iou: float)
     image, mask = _encoded_pair(np.random.default_rng(3))
     changed = 0
     for seed in range(40):
-        out_img, out_mask = augment(
-            image, mask, np.random.default_rng(seed), max_angle=max_angle, p_angle=1.0
-        )
+        out_img, out_mask = augment(image, mask, np.random.default_rng(seed), max_angle=max_angle, p_angle=1.0)
         assert out_img.shape == image.shape and out_img.dtype == image.dtype
         assert out_mask.shape == mask.shape and out_mask.dtype == mask.dtype
         assert set(np.unique(out_mask)) <= {0, 1}

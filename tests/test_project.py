@@ -72,9 +72,7 @@ def test_create_default_location_and_manifest(tmp_path: Path) -> None:
     assert _tree_hash(slides) == before
 
 
-def test_read_only_slide_folder_needs_a_project_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_read_only_slide_folder_needs_a_project_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     slides = _slide_folder(tmp_path / "slides")
     before = _tree_hash(slides, skip="never")
     real_access = os.access
@@ -121,9 +119,7 @@ def test_empty_and_missing_folders(tmp_path: Path) -> None:
 
 def test_reopen_and_create_again(tmp_path: Path) -> None:
     slides = _slide_folder(tmp_path / "slides")
-    project = Project.create(
-        slides, tmp_path / "proj", classes=("background", "tumour", "stroma"), channel_axis=0
-    )
+    project = Project.create(slides, tmp_path / "proj", classes=("background", "tumour", "stroma"), channel_axis=0)
     project.save_mask("b.jpg", np.ones((12, 16), np.uint8) * 2)
     project.set_annotated("b.jpg")
     again = Project.open(tmp_path / "proj")
@@ -180,9 +176,7 @@ def test_missing_slide_folder(tmp_path: Path) -> None:
         "",
         json.dumps({"format": "something-else", "version": 1}),
         json.dumps({"format": "s4mi-project", "version": 1, "slides_dir": "..", "classes": []}),
-        json.dumps(
-            {"format": "s4mi-project", "version": 1, "slides_dir": "..", "classes": ["bg"], "slides": [{}]}
-        ),
+        json.dumps({"format": "s4mi-project", "version": 1, "slides_dir": "..", "classes": ["bg"], "slides": [{}]}),
         json.dumps(
             {
                 "format": "s4mi-project",
@@ -325,9 +319,7 @@ def _masks_folder(folder: Path, masks: dict[str, np.ndarray]) -> Path:
 
 
 def test_import_isic_style_names_binary_255(tmp_path: Path) -> None:
-    slides = _slide_folder(
-        tmp_path / "slides", names=("ISIC_0000000.jpg", "ISIC_0000001.jpg", "ISIC_0000002.jpg")
-    )
+    slides = _slide_folder(tmp_path / "slides", names=("ISIC_0000000.jpg", "ISIC_0000001.jpg", "ISIC_0000002.jpg"))
     before = _tree_hash(slides)
     project = Project.create(slides, tmp_path / "project")
     masks = _masks_folder(
@@ -346,9 +338,7 @@ def test_import_isic_style_names_binary_255(tmp_path: Path) -> None:
 
 def test_import_same_stem_and_mask_suffix(tmp_path: Path) -> None:
     project = Project.create(_slide_folder(tmp_path / "slides"), tmp_path / "project")
-    masks = _masks_folder(
-        tmp_path / "labels", {"a.png": _binary_mask(value=1), "b_mask.tif": _binary_mask(value=1)}
-    )
+    masks = _masks_folder(tmp_path / "labels", {"a.png": _binary_mask(value=1), "b_mask.tif": _binary_mask(value=1)})
     (tmp_path / "labels" / "notes.txt").write_text("ignored")
     assert project.import_masks(masks, mark_annotated=False) == 2
     assert project.annotated_ids() == []
@@ -370,9 +360,7 @@ def test_import_shape_mismatch_leaves_project_intact(tmp_path: Path) -> None:
     project.save_mask("c.tif", np.zeros((12, 16), np.uint8))
     manifest = project.manifest_path.read_bytes()
     masks_before = _tree_hash(project.masks_dir)
-    masks = _masks_folder(
-        tmp_path / "masks", {"a_mask.png": _binary_mask(), "b_mask.png": _binary_mask(10, 16)}
-    )
+    masks = _masks_folder(tmp_path / "masks", {"a_mask.png": _binary_mask(), "b_mask.png": _binary_mask(10, 16)})
     with pytest.raises(InputError) as err:
         project.import_masks(masks)
     message = str(err.value)
@@ -486,9 +474,7 @@ def test_new_group_members_follow_their_group(tmp_path: Path) -> None:
 
 def test_load_groups_csv(tmp_path: Path) -> None:
     path = tmp_path / "groups.csv"
-    path.write_text(
-        "Image,Patient,age\nISIC_0000000,p1,40\nISIC_0000001,p1,41\nISIC_0000002, p2 ,50\n,p9,1\n"
-    )
+    path.write_text("Image,Patient,age\nISIC_0000000,p1,40\nISIC_0000001,p1,41\nISIC_0000002, p2 ,50\n,p9,1\n")
     assert load_groups_csv(path) == {"ISIC_0000000": "p1", "ISIC_0000001": "p1", "ISIC_0000002": "p2"}
     bad = tmp_path / "bad.csv"
     bad.write_text("name,age\nx,1\n")

@@ -10,8 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, tiny_config
+
 from napari_s4mi.core.engine import prepare_data, train_segmentation
 from napari_s4mi.core.errors import TrainingError
 from napari_s4mi.core.events import Done
@@ -65,14 +65,14 @@ def test_nan_loss_stops_with_message_and_keeps_project(sample_project, tmp_path)
 def test_out_of_memory_stops_with_message(sample_project, tmp_path):
     script = textwrap.dedent(f"""
         import resource, sys
-        sys.path.insert(0, {str(REPO / 'tests')!r})
+        sys.path.insert(0, {str(REPO / "tests")!r})
         from conftest import tiny_config
         from napari_s4mi.core.project import Project
         from napari_s4mi.core.engine import train_segmentation
         from napari_s4mi.core.errors import TrainingError
         import torch
         project = Project.open({str(sample_project.root)!r})
-        events = train_segmentation(project, tiny_config(labeled_batch=4096, input_size=256), {str(tmp_path / 'run')!r})
+        events = train_segmentation(project, tiny_config(labeled_batch=4096, input_size=256), {str(tmp_path / "run")!r})
         next(events)  # data loaded and networks built before the cap
         usage = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()
         resource.setrlimit(resource.RLIMIT_AS, (usage + (1 << 30), resource.RLIM_INFINITY))

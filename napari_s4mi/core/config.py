@@ -68,9 +68,15 @@ class SegConfig:
         checks = [
             (self.method in METHODS, f"method '{self.method}' unknown: use one of {', '.join(METHODS)}"),
             (self.device in DEVICES, f"device '{self.device}' unknown: use one of {', '.join(DEVICES)}"),
-            (self.precision in PRECISIONS, f"precision '{self.precision}': use one of {', '.join(PRECISIONS)}"),
+            (
+                self.precision in PRECISIONS,
+                f"precision '{self.precision}': use one of {', '.join(PRECISIONS)}",
+            ),
             (self.predict_with in PREDICT_WITH, f"predict_with '{self.predict_with}': use {PREDICT_WITH}"),
-            (self.input_size > 0 and self.input_size % 32 == 0, "input size must be a positive multiple of 32"),
+            (
+                self.input_size > 0 and self.input_size % 32 == 0,
+                "input size must be a positive multiple of 32",
+            ),
             (self.iterations > 0, "iterations must be at least 1"),
             (self.labeled_batch > 0, "the labeled batch must hold at least one image"),
             (self.unlabeled_batch >= 0, "the unlabeled batch cannot be negative"),

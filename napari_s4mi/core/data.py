@@ -12,7 +12,16 @@ import numpy as np
 import torch
 
 from .errors import ProjectError
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, TilingSpec, Tile, augment, resize_image, resize_mask, tile_grid
+from .preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Tile,
+    TilingSpec,
+    augment,
+    resize_image,
+    resize_mask,
+    tile_grid,
+)
 from .project import Project
 
 MIN_ANNOTATED_FOR_VALIDATION = 3

@@ -120,8 +120,14 @@ def _run(project, config, run_dir, cancel, resume, init_from, data, method, devi
             run_dir,
             config.to_dict(),
             data.plan.roles(),
-            {"project": str(project.root), "classes": project.classes, "device": str(device),
-             "precision": precision, "red_norm_applied": data.red_norm, "init_from": str(init_from or "")},
+            {
+                "project": str(project.root),
+                "classes": project.classes,
+                "device": str(device),
+                "precision": precision,
+                "red_norm_applied": data.red_norm,
+                "init_from": str(init_from or ""),
+            },
         )
     sampler = TwoStreamSampler(data.labeled, data.unlabeled, config.seed, config.augment, config.max_angle)
     n_unlabeled = config.unlabeled_batch if config.method == "cross-teaching" else 0
@@ -162,7 +168,9 @@ def _run(project, config, run_dir, cancel, resume, init_from, data, method, devi
         step_time = elapsed if step_time is None else 0.9 * step_time + 0.1 * elapsed
         loss = parts.pop("loss")
         record = {"step": step, "loss": loss, **parts, "time": round(time.perf_counter() - started, 3)}
-        yield Progress(step, config.iterations, loss, parts, parts.get("lr", 0.0), step_time * (config.iterations - step))
+        yield Progress(
+            step, config.iterations, loss, parts, parts.get("lr", 0.0), step_time * (config.iterations - step)
+        )
         if data.val is not None and (step % config.val_every == 0 or step == config.iterations):
             metrics = evaluate(method, data.val, data.red_norm)
             name, score = _best_choice(metrics)

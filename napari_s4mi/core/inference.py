@@ -149,18 +149,14 @@ def _split_output(
     """Check the model's output and return (probs (N, K, S, S), disagreement (N, S, S) or None)."""
     if isinstance(output, tuple | list):
         if len(output) != 2:
-            raise ValueError(
-                f"predict_tiles returned {len(output)} values; expected probs or (probs, disagreement)"
-            )
+            raise ValueError(f"predict_tiles returned {len(output)} values; expected probs or (probs, disagreement)")
         probs, dis = output
     else:
         probs, dis = output, None
     if with_disagreement and dis is None:
         raise ValueError("with_disagreement=True but predict_tiles returned no disagreement map")
     if probs.ndim != 4 or probs.shape[0] != n or probs.shape[1] != num_classes:
-        raise ValueError(
-            f"predict_tiles returned shape {tuple(probs.shape)}; expected ({n}, {num_classes}, S, S)"
-        )
+        raise ValueError(f"predict_tiles returned shape {tuple(probs.shape)}; expected ({n}, {num_classes}, S, S)")
     if dis is not None and (dis.ndim != 3 or dis.shape != probs.shape[:1] + probs.shape[2:]):
         raise ValueError(f"disagreement has shape {tuple(dis.shape)}; expected {(n, *probs.shape[2:])}")
     return probs, dis if with_disagreement else None

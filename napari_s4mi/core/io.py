@@ -96,9 +96,7 @@ def list_slides(folder: str | os.PathLike[str]) -> list[Path]:
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder; pass the folder that holds the slides")
     found = [
-        p
-        for p in folder.iterdir()
-        if not p.name.startswith(".") and p.suffix.lower() in SLIDE_SUFFIXES and p.is_file()
+        p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in SLIDE_SUFFIXES and p.is_file()
     ]
     return sorted(found, key=lambda p: p.name)
 
@@ -410,8 +408,7 @@ class Slide:
 def _unreadable(path: Path, exc: BaseException | None = None) -> InputError:
     why = f" ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})" if exc else ""
     return InputError(
-        f"{path}: not a readable image ({_KINDS} expected){why}; "
-        "remove it from the slide folder or convert it"
+        f"{path}: not a readable image ({_KINDS} expected){why}; remove it from the slide folder or convert it"
     )
 
 
@@ -433,9 +430,7 @@ def open_slide(path: str | os.PathLike[str], channel_axis: int | None = None) ->
     else:
         slide = _open_pillow(path)
     if slide.shape[0] == 0 or slide.shape[1] == 0:
-        raise InputError(
-            f"{path}: image of size {slide.shape} has no pixels; remove it from the slide folder"
-        )
+        raise InputError(f"{path}: image of size {slide.shape} has no pixels; remove it from the slide folder")
     return slide
 
 
@@ -583,31 +578,23 @@ def as_label_image(data: np.ndarray, path: Path | str = "mask") -> np.ndarray:
     data = np.asarray(data)
     if data.ndim == 3 and data.shape[-1] in (3, 4):
         colour = data[..., :3]
-        if not (
-            np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])
-        ):
+        if not (np.array_equal(colour[..., 0], colour[..., 1]) and np.array_equal(colour[..., 0], colour[..., 2])):
             raise InputError(
                 f"{path}: colour mask with differing channels; save it as a single-channel label image "
                 "(0 = background, 1, 2, ... = classes)"
             )
         data = colour[..., 0]
     if data.ndim != 2:
-        raise InputError(
-            f"{path}: mask of shape {data.shape} is not a 2D label image; save one label image per slide"
-        )
+        raise InputError(f"{path}: mask of shape {data.shape} is not a 2D label image; save one label image per slide")
     if data.dtype == bool:
         return data.astype(np.uint8)
     if data.dtype.kind == "f":
         if not np.all(np.isfinite(data)) or not np.array_equal(data, np.round(data)):
-            raise InputError(
-                f"{path}: mask holds non-integer values; save integer class labels (0, 1, 2, ...)"
-            )
+            raise InputError(f"{path}: mask holds non-integer values; save integer class labels (0, 1, 2, ...)")
     elif data.dtype.kind not in "ui":
         raise InputError(f"{path}: mask of type {data.dtype} is not a label image; save integer class labels")
     if data.size and data.min() < 0:
-        raise InputError(
-            f"{path}: mask holds negative labels; use 0 for background and 1, 2, ... for classes"
-        )
+        raise InputError(f"{path}: mask holds negative labels; use 0 for background and 1, 2, ... for classes")
     top = int(data.max()) if data.size else 0
     if top > np.iinfo(np.uint16).max:
         raise InputError(f"{path}: mask label {top} exceeds 65535; renumber the classes")

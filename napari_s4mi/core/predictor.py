@@ -20,8 +20,14 @@ from .runs import read_run_config
 class Predictor:
     """A trained run ready to predict; `which` is cnn, swin, mean, or auto (the run's best on validation)."""
 
-    def __init__(self, run_dir: Path, which: str = "auto", device: str = "auto", precision: str = "fp32",
-                 checkpoint: str = "auto"):
+    def __init__(
+        self,
+        run_dir: Path,
+        which: str = "auto",
+        device: str = "auto",
+        precision: str = "fp32",
+        checkpoint: str = "auto",
+    ):
         run_dir = Path(run_dir)
         record = read_run_config(run_dir)
         self.config = load_run_config(run_dir)

@@ -123,9 +123,7 @@ def _resize_axis0(a: np.ndarray, n_out: int) -> np.ndarray:
     if a.shape[0] == n_out:
         return a
     flat = a.reshape(a.shape[0], -1)
-    return np.asarray(_resample_matrix(a.shape[0], n_out) @ flat, dtype=np.float32).reshape(
-        n_out, *a.shape[1:]
-    )
+    return np.asarray(_resample_matrix(a.shape[0], n_out) @ flat, dtype=np.float32).reshape(n_out, *a.shape[1:])
 
 
 def resize_image(img: np.ndarray, size: Size) -> np.ndarray:
@@ -234,9 +232,7 @@ def _rotate_bilinear(img: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndar
     y0, x0 = y0.astype(np.intp).ravel(), x0.astype(np.intp).ravel()
     ya, yb = _reflect(y0, h) * w, _reflect(y0 + 1, h) * w
     xa, xb = _reflect(x0, w), _reflect(x0 + 1, w)
-    src = img.reshape(h * w, -1).astype(
-        np.float32, copy=False
-    )  # flat gathers with np.take: ~3x fancy indexing
+    src = img.reshape(h * w, -1).astype(np.float32, copy=False)  # flat gathers with np.take: ~3x fancy indexing
     out = np.take(src, ya + xa, axis=0) * ((1 - fy) * (1 - fx))
     out += np.take(src, ya + xb, axis=0) * ((1 - fy) * fx)
     out += np.take(src, yb + xa, axis=0) * (fy * (1 - fx))

@@ -212,9 +212,7 @@ class Project:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """Apply in-memory changes and save them; on any error restore the previous in-memory state."""
-        state = copy.deepcopy(
-            (self.classes, self.slides, self._vanished, self.channel_axis, self.multi_label)
-        )
+        state = copy.deepcopy((self.classes, self.slides, self._vanished, self.channel_axis, self.multi_label))
         try:
             yield
             self.save()
@@ -255,9 +253,7 @@ class Project:
         for rec in self.slides:
             if rec.id == slide_id:
                 return rec
-        raise ProjectError(
-            f"{slide_id}: not a slide of project {self.root}; refresh the project or check the name"
-        )
+        raise ProjectError(f"{slide_id}: not a slide of project {self.root}; refresh the project or check the name")
 
     def slide_path(self, slide_id: str) -> Path:
         """Path of a slide's image file."""
@@ -296,9 +292,7 @@ class Project:
         with self.open_slide(slide_id) as slide:
             shape = slide.shape
         if mask.shape != shape:
-            raise _shape_mismatch(
-                source, mask.shape, self.slide_path(slide_id), shape, "paint it at the slide's size"
-            )
+            raise _shape_mismatch(source, mask.shape, self.slide_path(slide_id), shape, "paint it at the slide's size")
         top = int(mask.max()) if mask.size else 0
         if top >= len(self.classes):
             raise InputError(
@@ -481,9 +475,7 @@ def _writable_project_dir(project_dir: str | os.PathLike[str]) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         _test_write(root)
     except OSError as exc:
-        raise ProjectError(
-            f"{root}: project folder is not writable ({exc.strerror}); pick another one"
-        ) from exc
+        raise ProjectError(f"{root}: project folder is not writable ({exc.strerror}); pick another one") from exc
     return root
 
 
@@ -519,8 +511,7 @@ def _shape_mismatch(
     mask_file: Path | str, mask_shape: tuple[int, ...], slide: Path, slide_shape: tuple[int, int], fix: str
 ) -> InputError:
     return InputError(
-        f"{mask_file}: mask shape {tuple(mask_shape)} differs from slide {slide} "
-        f"shape {tuple(slide_shape)}; {fix}"
+        f"{mask_file}: mask shape {tuple(mask_shape)} differs from slide {slide} shape {tuple(slide_shape)}; {fix}"
     )
 
 
@@ -529,8 +520,7 @@ def _load_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProjectError(
-            f"{path}: corrupt project manifest ({type(exc).__name__}: {exc}); "
-            "restore it or create the project again"
+            f"{path}: corrupt project manifest ({type(exc).__name__}: {exc}); restore it or create the project again"
         ) from exc
 
 
@@ -576,9 +566,7 @@ def _record_from_json(item: Any) -> SlideRecord:
     if split not in (None, *SPLITS):
         raise ValueError(f"slide {slide_id!r}: split {split!r} is not one of {SPLITS}")
     group = item.get("group")
-    return SlideRecord(
-        slide_id, bool(item.get("annotated", False)), split, None if group is None else str(group)
-    )
+    return SlideRecord(slide_id, bool(item.get("annotated", False)), split, None if group is None else str(group))
 
 
 def _value_mapping(values: set[int], n_classes: int) -> dict[int, int]:
@@ -654,7 +642,5 @@ def load_groups_csv(path: str | os.PathLike[str]) -> dict[str, str]:
                 )
             rows = [(row.get(id_col), row.get(group_col)) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(
-            f"{path}: cannot read the groups CSV ({type(exc).__name__}); check the file"
-        ) from exc
+        raise InputError(f"{path}: cannot read the groups CSV ({type(exc).__name__}); check the file") from exc
     return {str(i).strip(): str(g).strip() for i, g in rows if i and str(i).strip() and g and str(g).strip()}

@@ -15,7 +15,15 @@ from .io import atomic_write_text
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-PACKAGES = ("napari-s4mi", "torch", "timm", "segmentation-models-pytorch", "numpy", "tifffile", "scikit-image")
+PACKAGES = (
+    "napari-s4mi",
+    "torch",
+    "timm",
+    "segmentation-models-pytorch",
+    "numpy",
+    "tifffile",
+    "scikit-image",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -56,7 +64,9 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not an s4mi run folder ({exc.__class__.__name__}); pass the --out of a training") from exc
+        raise InputError(
+            f"{path}: not an s4mi run folder ({exc.__class__.__name__}); pass the --out of a training"
+        ) from exc
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:

@@ -34,8 +34,9 @@ def _tiff_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_prediction(out_dir: Path, stem: str, prediction: SlidePrediction, num_classes: int,
-                     disagreement: bool = False) -> Path:
+def write_prediction(
+    out_dir: Path, stem: str, prediction: SlidePrediction, num_classes: int, disagreement: bool = False
+) -> Path:
     """Write `<stem>.png` (or `<stem>.tif` past PNG_MAX_PIXELS) and optionally `<stem>_disagreement.tif`."""
     out_dir = Path(out_dir)
     labels = prediction.labels

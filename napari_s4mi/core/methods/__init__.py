@@ -9,8 +9,9 @@ from ..errors import TrainingError
 from .base import SegMethod
 
 
-def make_method(config: SegConfig, num_classes: int, device: torch.device, precision: str,
-                weights: str | None = None) -> SegMethod:
+def make_method(
+    config: SegConfig, num_classes: int, device: torch.device, precision: str, weights: str | None = None
+) -> SegMethod:
     """Instantiate the configured segmentation method (weights overrides the networks' weight spec)."""
     if config.method == "cross-teaching":
         from .cross_teaching import CrossTeaching

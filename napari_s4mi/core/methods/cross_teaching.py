@@ -14,8 +14,14 @@ class CrossTeaching(SegMethod):
 
     name = "cross-teaching"
 
-    def __init__(self, config: SegConfig, num_classes: int, device: torch.device, precision: str,
-                 weights: str | None = None):
+    def __init__(
+        self,
+        config: SegConfig,
+        num_classes: int,
+        device: torch.device,
+        precision: str,
+        weights: str | None = None,
+    ):
         super().__init__(config, num_classes, device, precision)
         self._add("cnn", config.cnn, weights)
         self._add("swin", config.swin, weights)
@@ -37,5 +43,9 @@ class CrossTeaching(SegMethod):
         else:
             unsup = torch.zeros((), device=x.device)
         weight = self.weight(step)
-        return {"loss": sup + weight * unsup, "supervised": sup.detach(), "unsupervised": unsup.detach(),
-                "lambda": torch.tensor(weight)}
+        return {
+            "loss": sup + weight * unsup,
+            "supervised": sup.detach(),
+            "unsupervised": unsup.detach(),
+            "lambda": torch.tensor(weight),
+        }

@@ -14,8 +14,14 @@ class SupervisedSeg(SegMethod):
 
     name = "supervised"
 
-    def __init__(self, config: SegConfig, num_classes: int, device: torch.device, precision: str,
-                 weights: str | None = None):
+    def __init__(
+        self,
+        config: SegConfig,
+        num_classes: int,
+        device: torch.device,
+        precision: str,
+        weights: str | None = None,
+    ):
         super().__init__(config, num_classes, device, precision)
         self._add("cnn", config.cnn, weights)
         self.make_optimizers()

@@ -179,9 +179,7 @@ class SwinUNet(nn.Module):
             )
             for lv in range(levels - 1)
         )
-        self.up_expand = nn.ModuleList(
-            PatchExpand(dims[lv]) if lv > 0 else nn.Identity() for lv in range(levels - 1)
-        )
+        self.up_expand = nn.ModuleList(PatchExpand(dims[lv]) if lv > 0 else nn.Identity() for lv in range(levels - 1))
         self.norm_up = nn.LayerNorm(dims[0])
         self.final_expand = PatchExpand(dims[0], scale=PATCH_SIZE, out_dim=dims[0])
         self.head = nn.Linear(dims[0], num_classes)
@@ -258,14 +256,10 @@ def convert_swin_state(
         if "relative_position_index" in key or "attn_mask" in key or key.startswith("head"):
             continue
         if microsoft_layout:
-            key = re.sub(
-                r"layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) + 1}.downsample", key
-            )
+            key = re.sub(r"layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) + 1}.downsample", key)
         if key.endswith("relative_position_bias_table"):
             old_window = round(((value.shape[0] ** 0.5) + 1) / 2)
-            value = (
-                _crop_or_resize_table(value, old_window, window_size) if old_window != window_size else value
-            )
+            value = _crop_or_resize_table(value, old_window, window_size) if old_window != window_size else value
             if value is None:
                 continue
         out[key] = value
@@ -307,9 +301,7 @@ def _load_file(model: SwinUNet, path: Path) -> WeightsReport:
     state = dict(raw) if is_swin_unet else convert_swin_state(raw, model.window_size)
     report = _report(model, state, "file", path.name)
     if report.loaded == 0:
-        raise InputError(
-            f"{path.name}: no tensor matches this Swin-UNet (embed_dim {model.dims[0]}); check the file"
-        )
+        raise InputError(f"{path.name}: no tensor matches this Swin-UNet (embed_dim {model.dims[0]}); check the file")
     return report
 
 

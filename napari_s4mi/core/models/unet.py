@@ -96,13 +96,9 @@ def build_unet(
     import segmentation_models_pytorch as smp
 
     try:
-        model = smp.Unet(
-            encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=num_classes
-        )
+        model = smp.Unet(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=num_classes)
     except Exception as exc:
-        raise InputError(
-            f"U-Net encoder {encoder!r} is not available ({exc}); try resnet18 or resnet34"
-        ) from exc
+        raise InputError(f"U-Net encoder {encoder!r} is not available ({exc}); try resnet18 or resnet34") from exc
     if is_random_spec(weights):
         return model, random_report()
     if is_imagenet_spec(weights):

@@ -152,8 +152,7 @@ def random_report(reason: str = "random initialisation") -> WeightsReport:
 def missing_imagenet_report(timm_name: str) -> WeightsReport:
     """The report when ImageNet weights are not in the local cache."""
     return random_report(
-        f"no ImageNet weights for {timm_name} in the local cache ({hf_cache_dir()}, offline): "
-        "random initialisation"
+        f"no ImageNet weights for {timm_name} in the local cache ({hf_cache_dir()}, offline): random initialisation"
     )
 
 
