@@ -177,12 +177,10 @@ def test_bad_input_gives_one_line_error(slides, monkeypatch, capsys, setup, expe
         Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "broken.png")
     elif setup == "mismatched-mask":
         Image.fromarray(np.zeros((100, 80), np.uint8)).save(masks / "ISIC_0000112_segmentation.png")
-    project_before = None
     code = main(["train", "seg", "--images", str(images), "--masks", str(masks), "--out", str(slides / "run"), *TINY])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("s4mi: error: ") and expected in err[-1]
-    assert project_before is None
     if setup == "mismatched-mask":
         assert not (images / ".s4mi" / "masks" / "ISIC_0000112.tif").exists()
 

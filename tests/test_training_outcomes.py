@@ -93,3 +93,4 @@ def test_demo_runs_headless(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--iterations", "2"]) == 0
     assert "held-back IoU" in capsys.readouterr().out
     assert (tmp_path / "demo" / "predictions" / "ISIC_0000124.png").exists()
+    assert (tmp_path / "demo" / "overview.png").stat().st_size > 10_000
