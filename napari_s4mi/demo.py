@@ -88,6 +88,9 @@ def run_demo(out: Path, iterations: int = 60) -> int:
         write_prediction(out / "predictions", Path(name).stem, prediction, len(predictor.classes), True)
     save_overview(out / "overview.png", panels)
     print(f"s4mi demo: {iterations} steps, prediction with {predictor.which}; held-back IoU {counts.iou():.3f}")
-    print(f"s4mi demo: project {out / 'project'}, run {run_dir}, masks {out / 'predictions'}, figure "
-          f"{out / 'overview.png'}", file=sys.stderr)
+    print(
+        f"s4mi demo: project {out / 'project'}, run {run_dir}, masks {out / 'predictions'}, figure "
+        f"{out / 'overview.png'}",
+        file=sys.stderr,
+    )
     return 0
