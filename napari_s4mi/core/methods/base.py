@@ -24,11 +24,14 @@ def build_network(spec: dict, num_classes: int, img_size: int, weights: str | No
 
 
 class SegMethod:
-    """Base of the segmentation methods: subclasses fill `networks` and implement `losses`."""
+    """Base of the segmentation methods: subclasses name their networks (config fields) and implement `losses`."""
 
     name = "base"
+    network_names: tuple[str, ...] = ()
 
-    def __init__(self, config: SegConfig, num_classes: int, device: torch.device, precision: str):
+    def __init__(
+        self, config: SegConfig, num_classes: int, device: torch.device, precision: str, weights: str | None = None
+    ):
         self.config = config
         self.num_classes = num_classes
         self.device = device
@@ -37,6 +40,9 @@ class SegMethod:
         self.reports: list[WeightsReport] = []
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.channels_last = use_channels_last(device, precision)
+        for name in self.network_names:
+            self._add(name, getattr(config, name), weights)
+        self.make_optimizers()
 
     def _add(self, name: str, spec: dict, weights: str | None) -> None:
         module, report = build_network(spec, self.num_classes, self.config.input_size, weights)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from ..config import SegConfig
 from ..losses import consistency_weight, cross_teaching_loss, supervised_loss
 from .base import SegMethod
 
@@ -14,18 +13,7 @@ class CrossTeaching(SegMethod):
 
     name = "cross-teaching"
 
-    def __init__(
-        self,
-        config: SegConfig,
-        num_classes: int,
-        device: torch.device,
-        precision: str,
-        weights: str | None = None,
-    ):
-        super().__init__(config, num_classes, device, precision)
-        self._add("cnn", config.cnn, weights)
-        self._add("swin", config.swin, weights)
-        self.make_optimizers()
+    network_names = ("cnn", "swin")
 
     def weight(self, step: int) -> float:
         if self.config.constant_lambda:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from ..config import SegConfig
 from ..losses import supervised_loss
 from .base import SegMethod
 
@@ -14,17 +13,7 @@ class SupervisedSeg(SegMethod):
 
     name = "supervised"
 
-    def __init__(
-        self,
-        config: SegConfig,
-        num_classes: int,
-        device: torch.device,
-        precision: str,
-        weights: str | None = None,
-    ):
-        super().__init__(config, num_classes, device, precision)
-        self._add("cnn", config.cnn, weights)
-        self.make_optimizers()
+    network_names = ("cnn",)
 
     def losses(self, step: int, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss": supervised_loss(self.forward("cnn", x_l), y_l)}

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from napari_s4mi.core.errors import InputError
-from napari_s4mi.core.models.weights import WeightsReport
+from ..errors import InputError
+from .weights import WeightsReport
 
 ARCHS = ("unet", "swin_unet")
 
@@ -54,10 +54,10 @@ def build_model(
 ) -> tuple[nn.Module, WeightsReport]:
     """Build the network of ``spec`` for ``num_classes`` classes at ``img_size`` px and report its weights."""
     if spec.arch == "unet":
-        from napari_s4mi.core.models.unet import build_unet
+        from .unet import build_unet
 
         return build_unet(spec.encoder, num_classes, spec.weights, in_channels)
-    from napari_s4mi.core.models.swin_unet import build_swin_unet
+    from .swin_unet import build_swin_unet
 
     return build_swin_unet(
         num_classes=num_classes,

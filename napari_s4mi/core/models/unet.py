@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from napari_s4mi.core.errors import InputError
-from napari_s4mi.core.models.weights import (
+from ..errors import InputError
+from .weights import (
     WeightsReport,
     adapt_first_conv,
     is_imagenet_spec,

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from napari_s4mi.core.errors import InputError
+from ..errors import InputError
 
 IMAGENET = "imagenet"
 RANDOM_SPECS = ("none", "random", "")
