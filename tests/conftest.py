@@ -55,3 +55,39 @@ def sample_project(tmp_path):
 def slide_folder_hash(folder: Path) -> dict[str, bytes]:
     """Bytes of every file in a folder, to show that slides stay untouched."""
     return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch):
+    """Remembered settings and the sample project live in the test's temporary folder."""
+    monkeypatch.setenv("S4MI_SETTINGS_DIR", str(tmp_path / "settings"))
+    monkeypatch.setenv("S4MI_SAMPLE_PROJECT", str(tmp_path / "sample-project"))
+
+
+@pytest.fixture
+def s4mi_viewer(make_napari_viewer, qtbot):
+    """(viewer, {"Project": ..., "Train": ..., "Predict": ...}) in a shown window; workers end at teardown."""
+    from napari_s4mi.widgets.launch import dock_widgets
+
+    viewer = make_napari_viewer(show=True)
+    widgets = dock_widgets(viewer)
+    yield viewer, widgets
+    for name in ("Train", "Predict"):
+        job = widgets[name].job
+        if job is not None:
+            job.stop(wait_s=120)
+            assert not job.running, f"{name} worker still running at teardown"
+            qtbot.waitUntil(lambda job=job: not job.worker.is_running, timeout=10_000)
+
+
+def tiny_training(train_widget, iterations: int, input_size: int = 64) -> None:
+    """Fill the Train form for a quick real run: ResNet-18 U-Net + small Swin, 2+2 per batch, fp32 CPU."""
+    form = train_widget.form
+    form.method.setCurrentText("cross-teaching")
+    form.preset.setCurrentText("cpu-small")
+    form.input_size.setValue(input_size)
+    form.iterations.setValue(iterations)
+    form.labeled_batch.setValue(2)
+    form.unlabeled_batch.setValue(2)
+    form.device.setCurrentText("cpu")
+    form.precision.setCurrentText("fp32")

@@ -27,6 +27,7 @@ from .errors import InputError, ProjectError
 from .io import (
     SLIDE_SUFFIXES,
     Slide,
+    _atomic_target,
     as_label_image,
     atomic_write_text,
     list_slides,
@@ -41,6 +42,7 @@ VERSION = 1
 DEFAULT_PROJECT_DIRNAME = ".s4mi"
 MASKS_DIRNAME = "masks"
 RUNS_DIRNAME = "runs"
+PREDICTIONS_DIRNAME = "predictions"
 SPLITS = ("train", "val", "test")
 MASK_SUFFIXES = ("_segmentation", "_mask", "")  # searched in this order by import_masks
 
@@ -300,6 +302,51 @@ class Project:
                 "add classes or relabel the mask"
             )
         return mask
+
+    # ----------------------------------------------------------------------------------------- predictions
+
+    @property
+    def predictions_dir(self) -> Path:
+        """``<root>/predictions``: the latest predicted labels (and disagreement) of each slide."""
+        return self.root / PREDICTIONS_DIRNAME
+
+    def prediction_path(self, slide_id: str) -> Path:
+        """``predictions/<id with '/' replaced by '__'>.tif``."""
+        return self.predictions_dir / (slide_id.replace("/", "__") + ".tif")
+
+    def disagreement_path(self, slide_id: str) -> Path:
+        """``predictions/<id>.disagreement.tif`` (float16 in [0, 1])."""
+        return self.predictions_dir / (slide_id.replace("/", "__") + ".disagreement.tif")
+
+    def has_prediction(self, slide_id: str) -> bool:
+        return self.prediction_path(slide_id).is_file()
+
+    def save_prediction(self, slide_id: str, labels: np.ndarray, disagreement: np.ndarray | None = None) -> Path:
+        """Save a slide's predicted labels (and the networks' disagreement) atomically; masks stay untouched."""
+        import tifffile
+
+        labels = self._validated_mask(slide_id, labels, "prediction")
+        self.predictions_dir.mkdir(parents=True, exist_ok=True)
+        path = self.prediction_path(slide_id)
+        write_mask(path, labels)
+        target = self.disagreement_path(slide_id)
+        if disagreement is None:
+            target.unlink(missing_ok=True)
+        else:
+            with _atomic_target(target) as fh:
+                tifffile.imwrite(fh, np.asarray(disagreement, dtype=np.float16), compression="zlib", metadata=None)
+        return path
+
+    def read_prediction(self, slide_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The slide's latest predicted labels and disagreement (None when not saved); ProjectError if none."""
+        import tifffile
+
+        path = self.prediction_path(slide_id)
+        if not path.is_file():
+            raise ProjectError(f"{slide_id}: not predicted yet; run a prediction first")
+        target = self.disagreement_path(slide_id)
+        disagreement = tifffile.imread(target).astype(np.float32) if target.is_file() else None
+        return read_mask(path), disagreement
 
     def set_annotated(self, slide_id: str, flag: bool = True) -> None:
         """Mark a slide as annotated (its saved mask becomes a label) or not; saves the manifest."""

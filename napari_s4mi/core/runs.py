@@ -6,6 +6,7 @@ import hashlib
 import json
 import platform
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,51 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run folder holds, read from JSON only (no torch): for run pickers and resume buttons."""
+
+    path: Path
+    method: str
+    step: int
+    iterations: int
+    has_best: bool
+    has_last: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.iterations
+
+    @property
+    def label(self) -> str:
+        state = "done" if self.finished else f"stopped at {self.step}"
+        return f"{self.path.name} · {self.method} · {state}/{self.iterations}"
+
+
+def summarize_run(run_dir: Path) -> RunSummary | None:
+    """The summary of a run folder, or None when it has no config or no complete checkpoint yet."""
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / CONFIG_FILE).read_text()).get("config", {})
+        state = json.loads((run_dir / "last" / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return RunSummary(
+        run_dir,
+        str(config.get("method", "?")),
+        int(state.get("step", 0)),
+        int(config.get("iterations", 0)),
+        (run_dir / "best" / "state.json").is_file(),
+        True,
+    )
+
+
+def list_runs(runs_dir: Path) -> list[RunSummary]:
+    """Runs with a checkpoint under ``runs_dir``, newest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    found = [summarize_run(p) for p in runs_dir.iterdir() if p.is_dir()]
+    return sorted((r for r in found if r is not None), key=lambda r: (r.path / "last").stat().st_mtime, reverse=True)

@@ -1,0 +1,1 @@
+"""The napari front: Project, Train and Predict widgets sharing one per-viewer session (Qt here, no torch)."""

@@ -1,0 +1,47 @@
+"""Measure how long the Qt event loop goes without running a timer: the GUI's worst freeze."""
+
+from __future__ import annotations
+
+import time
+
+from qtpy.QtCore import QObject, QTimer
+
+
+class EventLoopGaps(QObject):
+    """A 5 ms timer that records the longest interval between its ticks (gaps inside ``exclude`` windows not)."""
+
+    def __init__(self, interval_ms: int = 5):
+        super().__init__()
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+        self._last: float | None = None
+        self.gaps: list[tuple[float, float]] = []  # (start, end) of each interval
+        self.excluded: list[tuple[float, float]] = []
+
+    def start(self) -> EventLoopGaps:
+        self._last = time.perf_counter()
+        self._timer.start()
+        return self
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def exclude(self, start: float, end: float) -> None:
+        """Leave out gaps overlapping [start, end] (e.g. the final layer insertion, reported on its own)."""
+        self.excluded.append((start, end))
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.gaps.append((self._last, now))
+        self._last = now
+
+    def longest_ms(self) -> float:
+        """The longest gap in milliseconds, leaving out excluded windows."""
+        kept = [
+            end - start
+            for start, end in self.gaps
+            if not any(start <= x_end and end >= x_start for x_start, x_end in self.excluded)
+        ]
+        return 1000.0 * max(kept, default=0.0)

@@ -1,0 +1,203 @@
+"""Predict widget: pick a run, predict the current / unannotated / all slides, show and accept the result."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtGui import QShowEvent
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.config import DEVICES, PREDICT_WITH
+from ..core.errors import S4MIError
+from ..core.runs import list_runs
+from .session import report, session_for
+from .workers import Job, SlideResult, start_prediction
+
+SCOPES = ("current slide", "unannotated slides", "all slides")
+STOP_WAIT_S = 120.0
+
+
+class PredictWidget(QWidget):
+    """Predictions of a trained run written to the project; the current slide's shown as layers."""
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer)
+        self.run_box = QComboBox()
+        self.refresh_button = QPushButton("↻")
+        self.refresh_button.setToolTip("Look for new runs")
+        self.network = QComboBox()
+        self.network.addItems(list(PREDICT_WITH))
+        self.network.setToolTip("auto: the network (or their mean) that did best on validation")
+        self.scope = QComboBox()
+        self.scope.addItems(list(SCOPES))
+        self.device = QComboBox()
+        self.device.addItems(list(DEVICES))
+        self.disagreement = QCheckBox("show CNN↔Swin disagreement")
+        self.predict_button = QPushButton("Predict")
+        self.stop_button = QPushButton("Stop")
+        self.accept_button = QPushButton("Accept as annotation")
+        self.accept_button.setToolTip("Copy the prediction into the editable mask of this slide (then correct it)")
+        self.progress_bar = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self._build_layout()
+        self.refresh_button.clicked.connect(self.refresh_runs)
+        self.predict_button.clicked.connect(self.predict)
+        self.stop_button.clicked.connect(self.stop)
+        self.accept_button.clicked.connect(lambda: report(self.session.accept_prediction, "cannot accept"))
+        self.disagreement.toggled.connect(self.session.set_disagreement_visible)
+        self.session.project_changed.connect(self.refresh_runs)
+        self.session.runs_changed.connect(self.refresh_runs)
+        self.session.on_shutdown(self.shutdown)
+        self.job: Job | None = None
+        self.last_error: str | None = None
+        self.predicted: list[str] = []
+        self.insert_s: list[float] = []  # time spent adding the result layers (the benchmark reports it)
+        self._pbar: progress | None = None
+        self.refresh_runs()
+
+    def _build_layout(self) -> None:
+        form = QFormLayout()
+        runs = QHBoxLayout()
+        runs.addWidget(self.run_box, stretch=1)
+        runs.addWidget(self.refresh_button)
+        form.addRow("run", runs)
+        form.addRow("network", self.network)
+        form.addRow("slides", self.scope)
+        form.addRow("device", self.device)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.disagreement)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.predict_button)
+        buttons.addWidget(self.stop_button)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status)
+        layout.addWidget(self.accept_button)
+        layout.addStretch(1)
+
+    # --------------------------------------------------------------------------------------------- runs
+
+    def refresh_runs(self) -> None:
+        """List the project's runs that have a checkpoint, newest first."""
+        current = self.run_box.currentData()
+        self.run_box.clear()
+        project = self.session.project
+        for run in list_runs(project.runs_dir) if project is not None else []:
+            self.run_box.addItem(run.label, str(run.path))
+        if current is not None:
+            index = self.run_box.findData(current)
+            if index >= 0:
+                self.run_box.setCurrentIndex(index)
+        self._update_buttons()
+
+    def _slides(self) -> list[str]:
+        project = self.session.require_project()
+        scope = self.scope.currentText()
+        if scope == "current slide":
+            return [self.session.slide_id] if self.session.slide_id else []
+        return project.unannotated_ids() if scope == "unannotated slides" else list(project.ids)
+
+    # --------------------------------------------------------------------------------------------- actions
+
+    def predict(self) -> None:
+        """Predict the chosen slides in a worker; results go to the project's predictions folder."""
+        if self.job is not None and self.job.running:
+            return
+        run_dir = self.run_box.currentData()
+        if run_dir is None:
+            show_error("S4MI: no trained run in this project yet; train one in the Train widget")
+            return
+        try:
+            slides = self._slides()
+        except S4MIError as exc:
+            show_error(f"S4MI: cannot predict: {exc}")
+            return
+        if not slides:
+            show_info("S4MI: no slides to predict for this choice")
+            return
+        self.last_error, self.predicted, self._started = None, [], time.perf_counter()
+        self.job = start_prediction(
+            self.session.require_project(),
+            run_dir,
+            slides,
+            self.session.slide_id,
+            self.network.currentText(),
+            self.device.currentText(),
+        )
+        worker = self.job.worker
+        worker.yielded.connect(self._on_result)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.progress_bar.setRange(0, len(slides))
+        self.progress_bar.setValue(0)
+        self._pbar = progress(total=len(slides), desc="S4MI prediction")
+        self.status.setText(f"predicting {len(slides)} slide(s)…")
+        self._update_buttons(running=True)
+        worker.start()
+
+    def stop(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.stop()
+            self.status.setText("stopping after this slide…")
+
+    def shutdown(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.stop(wait_s=STOP_WAIT_S)
+
+    # --------------------------------------------------------------------------------------------- worker
+
+    def _on_result(self, result: SlideResult) -> None:
+        self.predicted.append(result.slide_id)
+        self.progress_bar.setValue(result.done)
+        if self._pbar is not None:
+            self._pbar.update(1)
+        self.status.setText(f"predicted {result.done}/{result.total}: {result.slide_id}")
+        if result.labels is not None:
+            tick = time.perf_counter()
+            self.session.show_prediction(result.slide_id, result.labels, result.disagreement)
+            self.insert_s.append(time.perf_counter() - tick)
+        else:
+            self.session.statuses_changed.emit()
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.last_error = str(exc)
+        text = str(exc) if isinstance(exc, S4MIError) else f"{exc.__class__.__name__}: {exc}"
+        show_error(f"S4MI prediction failed: {text}")
+        self.status.setText(f"failed: {text}")
+
+    def _on_finished(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+        if self.last_error is None:
+            elapsed = time.perf_counter() - self._started
+            self.status.setText(f"predicted {len(self.predicted)} slide(s) in {elapsed:.1f} s (saved in the project)")
+        self._update_buttons(running=False)
+
+    def _update_buttons(self, running: bool | None = None) -> None:
+        if running is None:
+            running = self.job is not None and self.job.running
+        self.predict_button.setEnabled(not running and self.run_box.count() > 0)
+        self.stop_button.setEnabled(running)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt API)
+        """Docked and shown: watch the main window so that closing napari stops workers and saves masks."""
+        self.session.watch_window(self.window())
+        super().showEvent(event)

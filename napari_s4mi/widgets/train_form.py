@@ -1,0 +1,179 @@
+"""The Train widget's settings form: fields ↔ SegConfig, remembered between sessions in a JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtGui import QDoubleValidator
+from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLineEdit, QSpinBox, QWidget
+
+from ..core.config import DEVICES, METHODS, PRECISIONS, PRESETS, SegConfig, preset
+from ..core.io import atomic_write_text
+
+CNN_ENCODERS = ("resnet18", "resnet34", "resnet50")
+SWIN_SIZES = {"48": (2, 4, 8, 16), "96": (3, 6, 12, 24)}  # embed dim → heads per stage
+SETTINGS_ENV = "S4MI_SETTINGS_DIR"
+
+
+def settings_path() -> Path:
+    """``$S4MI_SETTINGS_DIR/train.json``, else ``~/.config/napari-s4mi/train.json``."""
+    base = os.environ.get(SETTINGS_ENV) or Path.home() / ".config" / "napari-s4mi"
+    return Path(base) / "train.json"
+
+
+def _spin(low: int, high: int, step: int = 1) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    return box
+
+
+def _combo(items: tuple[str, ...]) -> QComboBox:
+    box = QComboBox()
+    box.addItems(list(items))
+    return box
+
+
+class TrainForm(QWidget):
+    """Every training choice a user makes; presets fill the fields, the fields build the config."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.method = _combo(METHODS)
+        self.preset = _combo(PRESETS)
+        self.cnn = _combo(CNN_ENCODERS)
+        self.swin = _combo(tuple(SWIN_SIZES))
+        self.input_size = _spin(32, 1024, 32)
+        self.iterations = _spin(1, 1_000_000, 100)
+        self.labeled_batch = _spin(1, 256)
+        self.unlabeled_batch = _spin(0, 256)
+        self.lr = QLineEdit()
+        self.lr.setValidator(QDoubleValidator(1e-8, 1.0, 10))
+        self.label_fraction = QDoubleSpinBox()
+        self.label_fraction.setRange(0.01, 1.0)
+        self.label_fraction.setSingleStep(0.05)
+        self.label_fraction.setDecimals(2)
+        self.device = _combo(DEVICES)
+        self.precision = _combo(PRECISIONS)
+        layout = QFormLayout(self)
+        for label, field in (
+            ("method", self.method),
+            ("preset", self.preset),
+            ("CNN encoder", self.cnn),
+            ("Swin embed dim", self.swin),
+            ("input size (px)", self.input_size),
+            ("iterations", self.iterations),
+            ("labeled per batch", self.labeled_batch),
+            ("unlabeled per batch", self.unlabeled_batch),
+            ("learning rate", self.lr),
+            ("label fraction", self.label_fraction),
+            ("device", self.device),
+            ("precision", self.precision),
+        ):
+            layout.addRow(label, field)
+        self.preset.currentTextChanged.connect(lambda _t: self.apply_preset())
+        self.method.currentTextChanged.connect(lambda _t: self.apply_preset())
+        self.apply_preset()
+
+    def apply_preset(self) -> None:
+        """Fill the fields from the chosen preset and method."""
+        self.fill(preset(self.preset.currentText(), self.method.currentText()))
+
+    def fill(self, config: SegConfig) -> None:
+        for box, value in ((self.method, config.method), (self.preset, config.preset)):
+            box.blockSignals(True)
+            box.setCurrentText(value)
+            box.blockSignals(False)
+        self.cnn.setCurrentText(config.cnn.get("encoder", "resnet18"))
+        self.swin.setCurrentText(str(config.swin.get("embed_dim", 48)))
+        self.input_size.setValue(config.input_size)
+        self.iterations.setValue(config.iterations)
+        self.labeled_batch.setValue(config.labeled_batch)
+        self.unlabeled_batch.setValue(config.unlabeled_batch)
+        self.lr.setText(f"{config.lr:g}")
+        self.label_fraction.setValue(config.label_fraction)
+        self.device.setCurrentText(config.device)
+        self.precision.setCurrentText(config.precision)
+        self.swin.setEnabled(config.method == "cross-teaching")
+        self.unlabeled_batch.setEnabled(config.method == "cross-teaching")
+
+    def values(self) -> dict[str, Any]:
+        """The fields as plain values (what is remembered)."""
+        return {
+            "method": self.method.currentText(),
+            "preset": self.preset.currentText(),
+            "cnn": self.cnn.currentText(),
+            "swin": self.swin.currentText(),
+            "input_size": self.input_size.value(),
+            "iterations": self.iterations.value(),
+            "labeled_batch": self.labeled_batch.value(),
+            "unlabeled_batch": self.unlabeled_batch.value(),
+            "lr": self.lr.text(),
+            "label_fraction": self.label_fraction.value(),
+            "device": self.device.currentText(),
+            "precision": self.precision.currentText(),
+        }
+
+    def config(self) -> SegConfig:
+        """The config the fields describe; TrainingError naming a bad field."""
+        v = self.values()
+        base = preset(v["preset"], v["method"])
+        try:
+            lr = float(v["lr"])
+        except ValueError:
+            lr = -1.0  # rejected by validate() with a clear message
+        cnn = dict(base.cnn, encoder=v["cnn"])
+        swin = dict(base.swin, embed_dim=int(v["swin"]), num_heads=list(SWIN_SIZES[v["swin"]]))
+        return preset(
+            v["preset"],
+            v["method"],
+            cnn=cnn,
+            swin=swin,
+            input_size=v["input_size"],
+            iterations=v["iterations"],
+            labeled_batch=v["labeled_batch"],
+            unlabeled_batch=v["unlabeled_batch"] if v["method"] == "cross-teaching" else 0,
+            lr=lr,
+            label_fraction=v["label_fraction"],
+            device=v["device"],
+            precision=v["precision"],
+        )
+
+    # --------------------------------------------------------------------------------------------- memory
+
+    def save_settings(self) -> None:
+        path = settings_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(self.values(), indent=2))
+
+    def load_settings(self) -> None:
+        """Restore the last session's fields; a missing or damaged file leaves the preset values."""
+        try:
+            saved = json.loads(settings_path().read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(saved, dict):
+            return
+        self.method.setCurrentText(str(saved.get("method", self.method.currentText())))
+        self.preset.setCurrentText(str(saved.get("preset", self.preset.currentText())))
+        setters = {
+            "cnn": lambda x: self.cnn.setCurrentText(str(x)),
+            "swin": lambda x: self.swin.setCurrentText(str(x)),
+            "input_size": lambda x: self.input_size.setValue(int(x)),
+            "iterations": lambda x: self.iterations.setValue(int(x)),
+            "labeled_batch": lambda x: self.labeled_batch.setValue(int(x)),
+            "unlabeled_batch": lambda x: self.unlabeled_batch.setValue(int(x)),
+            "lr": lambda x: self.lr.setText(str(x)),
+            "label_fraction": lambda x: self.label_fraction.setValue(float(x)),
+            "device": lambda x: self.device.setCurrentText(str(x)),
+            "precision": lambda x: self.precision.setCurrentText(str(x)),
+        }
+        for key, setter in setters.items():
+            if key in saved:
+                try:
+                    setter(saved[key])
+                except (TypeError, ValueError):
+                    continue

@@ -1,0 +1,134 @@
+"""Background work for the widgets: the engine's generators run in napari thread workers.
+
+The worker threads import torch and run all training / prediction math; they never touch layers. They yield
+plain values that the GUI thread applies. Each job has a ``finished`` threading.Event set when its thread is
+really done, so closing the viewer can wait for the checkpoint without spinning the event loop.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari.qt.threading import GeneratorWorker, thread_worker
+
+from ..core.config import SegConfig
+from ..core.events import CancelToken
+from ..core.project import Project
+
+
+def guard_against_llvm_clash() -> bool:
+    """Keep triton from loading when Mesa's software OpenGL has loaded its own LLVM (importing both crashes).
+
+    torch imports triton (a CUDA build ships it) only to probe for torch.compile's GPU backend, which the
+    widgets do not use. Returns True when triton was blocked.
+    """
+    if "triton" in sys.modules:
+        return False
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            llvm_loaded = "libLLVM" in maps.read()
+    except OSError:
+        return False
+    if llvm_loaded:
+        sys.modules["triton"] = None  # type: ignore[assignment]  # `import triton` now raises ImportError
+    return llvm_loaded
+
+
+@dataclass
+class Job:
+    """A running worker with its stop flag and its end signal."""
+
+    worker: GeneratorWorker
+    cancel: CancelToken = field(default_factory=CancelToken)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, wait_s: float | None = None) -> bool:
+        """Ask the job to stop at its next step; with ``wait_s`` block until it ended. True when it ended."""
+        self.cancel.cancel()
+        return self.finished.wait(wait_s) if wait_s is not None else self.finished.is_set()
+
+    @property
+    def running(self) -> bool:
+        return not self.finished.is_set()
+
+
+def _training(
+    project: Project, config: SegConfig, run_dir: Path, resume: bool, cancel: CancelToken, finished: threading.Event
+) -> Iterator[Any]:
+    try:
+        guard_against_llvm_clash()
+        from ..core.engine import train_segmentation  # torch is imported here, off the GUI thread
+
+        yield from train_segmentation(project, config, run_dir, cancel=cancel, resume=resume)
+    finally:
+        finished.set()
+
+
+def start_training(project: Project, config: SegConfig, run_dir: Path, resume: bool = False) -> Job:
+    """A (not yet started) worker yielding the engine's events for one run."""
+    cancel, finished = CancelToken(), threading.Event()
+    worker = thread_worker(_training, start_thread=False)(project, config, run_dir, resume, cancel, finished)
+    return Job(worker, cancel, finished)
+
+
+@dataclass(frozen=True)
+class SlideResult:
+    """One predicted slide; arrays only for the slide that was on show (the others are read from disk)."""
+
+    slide_id: str
+    done: int
+    total: int
+    labels: Any = None
+    disagreement: Any = None
+
+
+def _prediction(
+    project: Project,
+    run_dir: Path,
+    slide_ids: list[str],
+    show_id: str | None,
+    which: str,
+    device: str,
+    cancel: CancelToken,
+    finished: threading.Event,
+) -> Iterator[SlideResult]:
+    try:
+        guard_against_llvm_clash()
+        from ..core.device import release_memory
+        from ..core.predictor import Predictor
+
+        predictor = Predictor(run_dir, which=which, device=device)
+        try:
+            for done, slide_id in enumerate(slide_ids, start=1):
+                if cancel.cancelled:
+                    return
+                with project.open_slide(slide_id) as slide:
+                    result = predictor.predict(slide)
+                labels = result.labels.astype("uint8", copy=False)
+                project.save_prediction(slide_id, labels, result.disagreement)
+                shown = slide_id == show_id
+                yield SlideResult(
+                    slide_id, done, len(slide_ids), labels if shown else None, result.disagreement if shown else None
+                )
+        finally:
+            device_used = predictor.device
+            del predictor
+            release_memory(device_used)
+    finally:
+        finished.set()
+
+
+def start_prediction(
+    project: Project, run_dir: Path, slide_ids: list[str], show_id: str | None, which: str, device: str
+) -> Job:
+    """A (not yet started) worker predicting slides into the project, yielding one SlideResult per slide."""
+    cancel, finished = CancelToken(), threading.Event()
+    worker = thread_worker(_prediction, start_thread=False)(
+        project, run_dir, slide_ids, show_id, which, device, cancel, finished
+    )
+    return Job(worker, cancel, finished)

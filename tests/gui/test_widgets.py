@@ -1,0 +1,238 @@
+"""The napari front for real: a shown viewer on a virtual X server, real training and prediction workers."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+from conftest import SAMPLE, tiny_training
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_s4mi.widgets.latency import EventLoopGaps  # noqa: E402 (after the skips)
+from napari_s4mi.widgets.session import session_for  # noqa: E402
+
+TRAIN_TIMEOUT_MS = 240_000
+
+
+def _wait_idle(qtbot, widget, timeout=TRAIN_TIMEOUT_MS):
+    qtbot.waitUntil(lambda: widget.job is not None and not widget.job.running, timeout=timeout)
+    qtbot.waitUntil(lambda: not widget.job.worker.is_running, timeout=10_000)
+    qtbot.wait(50)  # let the queued finished signal reach the widget
+
+
+def _paint_dabs(layer, points, label=1, size=20):
+    layer.brush_size = size
+    layer.selected_label = label
+    for point in points:
+        layer.paint(point, label)
+
+
+def test_annotate_train_stop_resume_predict(s4mi_viewer, qtbot, sample_project):
+    viewer, widgets = s4mi_viewer
+    project_w, train_w, predict_w = widgets["Project"], widgets["Train"], widgets["Predict"]
+    project_w.open_folder(str(sample_project.root))
+    session = session_for(viewer)
+    slide_id = session.slide_id
+    assert slide_id in sample_project.unannotated_ids()  # the suggestion is a slide still to annotate
+    assert "8 of 10 annotated" in project_w.count_label.text()
+
+    labels = session.layers["labels"]
+    _paint_dabs(labels, [(100, 100), (120, 120), (140, 140)])
+    assert labels.data.sum() > 0
+    project_w.annotated_button.click()
+    assert sample_project.__class__.open(sample_project.root).record(slide_id).annotated
+    assert "9 of 10 annotated" in project_w.count_label.text()
+    painted = sample_project.read_mask(slide_id)
+    assert np.array_equal(painted, np.asarray(labels.data))
+
+    tiny_training(train_w, iterations=8)
+    gaps = EventLoopGaps().start()
+    train_w.start_button.click()
+    assert not train_w.start_button.isEnabled() and train_w.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: train_w.progress_bar.value() >= 2, timeout=TRAIN_TIMEOUT_MS)
+    train_w.stop_button.click()
+    _wait_idle(qtbot, train_w)
+    gaps.stop()
+    assert train_w.last_error is None
+    stopped = train_w.last_done
+    assert stopped is not None and stopped.cancelled and 2 <= stopped.step < 8
+    state = json.loads((train_w.run_dir / "last" / "state.json").read_text())
+    assert state["step"] == stopped.step
+    assert gaps.longest_ms() < 1000.0, f"the event loop froze for {gaps.longest_ms():.0f} ms during training"
+    assert train_w.start_button.isEnabled() and train_w.resume_button.isEnabled()
+    assert len(train_w.curve.steps) >= 2
+
+    train_w.resume_button.click()
+    _wait_idle(qtbot, train_w)
+    assert train_w.last_error is None
+    assert train_w.last_done.step == 8 and not train_w.last_done.cancelled
+    assert train_w.curve.steps[-1] == 8
+    assert predict_w.run_box.count() == 1
+
+    before = viewer.screenshot(canvas_only=True, flash=False)
+    predict_w.scope.setCurrentText("current slide")
+    predict_w.disagreement.setChecked(True)
+    predict_w.predict_button.click()
+    _wait_idle(qtbot, predict_w)
+    assert predict_w.last_error is None
+    with sample_project.open_slide(slide_id) as slide:
+        shape = slide.shape
+    prediction = session.layers["prediction"]
+    assert prediction.data.shape == shape
+    assert session.layers["disagreement"].visible
+    assert sample_project.has_prediction(slide_id)
+    qtbot.wait(100)
+    after = viewer.screenshot(canvas_only=True, flash=False)
+    assert before.shape == after.shape and np.abs(before.astype(int) - after.astype(int)).sum() > 0
+
+    predict_w.accept_button.click()
+    assert np.array_equal(np.asarray(session.layers["labels"].data), np.asarray(prediction.data))
+    session.autosaver.flush(wait=True)
+    assert np.array_equal(sample_project.read_mask(slide_id), np.asarray(prediction.data))
+
+
+def test_switching_slides_replaces_layers(s4mi_viewer, sample_project):
+    viewer, widgets = s4mi_viewer
+    widgets["Project"].open_folder(str(sample_project.root))
+    session = session_for(viewer)
+    first = set(map(id, viewer.layers))
+    assert len(viewer.layers) == 2
+    for _ in range(3):
+        session.step_slide(+1)
+        assert len(viewer.layers) == 2
+        assert {layer.metadata["s4mi_slide"] for layer in viewer.layers} == {session.slide_id}
+    assert not first & set(map(id, viewer.layers))
+    widgets["Project"].slide_list.setCurrentRow(0)
+    assert session.slide_id == sample_project.ids[0] and len(viewer.layers) == 2
+    assert viewer.layers[0].data.shape[:2] == sample_project.read_mask(sample_project.ids[0]).shape
+
+
+def test_deleted_or_renamed_layers_do_not_break_the_widgets(s4mi_viewer, sample_project):
+    viewer, widgets = s4mi_viewer
+    widgets["Project"].open_folder(str(sample_project.root))
+    session = session_for(viewer)
+    slide_id = session.slide_id
+    labels = session.layers["labels"]
+    _paint_dabs(labels, [(100, 100)])
+    viewer.layers.remove(labels)  # the strokes are saved before the layer is forgotten
+    session.autosaver.flush(wait=True)
+    assert sample_project.read_mask(slide_id).sum() == np.asarray(labels.data).sum() > 0
+    session.layers["image"].name = "renamed by the user"
+    viewer.layers.remove(session.layers["image"])
+    assert session.layers == {}
+    widgets["Project"].annotated_button.click()  # uses the saved mask, no layer needed
+    assert sample_project.__class__.open(sample_project.root).record(slide_id).annotated
+    session.step_slide(+1)
+    session.step_slide(-1)
+    assert session.slide_id == slide_id and set(session.layers) == {"image", "labels"}
+    assert np.array_equal(np.asarray(session.layers["labels"].data), sample_project.read_mask(slide_id))
+    viewer.layers.clear()
+    widgets["Project"].next_button.click()
+    assert len(viewer.layers) == 2
+
+
+def test_autosave_writes_only_changed_masks(s4mi_viewer, qtbot, sample_project):
+    viewer, widgets = s4mi_viewer
+    widgets["Project"].open_folder(str(sample_project.root))
+    session = session_for(viewer)
+    annotated = sample_project.annotated_ids()
+    stamps = {i: sample_project.mask_path(i).stat().st_mtime_ns for i in annotated}
+    for slide_id in annotated[:3]:  # looked at, not edited
+        session.show_slide(slide_id)
+    edited = annotated[4]
+    session.show_slide(edited)
+    _paint_dabs(session.layers["labels"], [(200, 200)], size=30)
+    qtbot.waitUntil(lambda: session.autosaver.writes >= 1, timeout=10_000)  # the debounce timer fired
+    session.show_slide(annotated[0])
+    session.autosaver.flush(wait=True)
+    changed = [i for i in annotated if sample_project.mask_path(i).stat().st_mtime_ns != stamps[i]]
+    assert edited in changed
+    assert changed == [edited]
+    assert session.autosaver.writes == 1
+    for slide_id in annotated[:3]:
+        assert slide_id not in changed
+
+
+def test_closing_the_viewer_during_training_leaves_a_valid_checkpoint(make_napari_viewer, qtbot, sample_project):
+    from napari_s4mi.core.predictor import Predictor
+    from napari_s4mi.widgets.launch import dock_widgets
+
+    viewer = make_napari_viewer(show=True)
+    widgets = dock_widgets(viewer)
+    widgets["Project"].open_folder(str(sample_project.root))
+    train_w = widgets["Train"]
+    tiny_training(train_w, iterations=500)
+    train_w.start_button.click()
+    qtbot.waitUntil(lambda: train_w.progress_bar.value() >= 1, timeout=TRAIN_TIMEOUT_MS)
+    job = train_w.job
+    tick = time.perf_counter()
+    viewer.close()
+    assert not job.running, "closing napari must wait for the run to stop"
+    assert time.perf_counter() - tick < 30
+    state = json.loads((train_w.run_dir / "last" / "state.json").read_text())
+    assert 1 <= state["step"] < 500
+    predictor = Predictor(train_w.run_dir, device="cpu")
+    assert predictor.step == state["step"]
+    qtbot.waitUntil(lambda: not job.worker.is_running, timeout=10_000)
+
+
+def test_training_errors_reach_the_user_and_the_widget_recovers(s4mi_viewer, qtbot, tmp_path):
+    import shutil
+
+    viewer, widgets = s4mi_viewer
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    for image in sorted((SAMPLE / "images").iterdir())[:3]:
+        shutil.copy(image, slides / image.name)
+    widgets["Project"].open_folder(str(slides))  # a new project: nothing annotated yet
+    train_w = widgets["Train"]
+    tiny_training(train_w, iterations=4)
+    train_w.start_button.click()
+    _wait_idle(qtbot, train_w)
+    assert train_w.last_error is not None and "annotated" in train_w.last_error
+    assert train_w.start_button.isEnabled() and not train_w.stop_button.isEnabled() and train_w.form.isEnabled()
+    train_w.form.lr.setText("abc")
+    train_w.start_button.click()  # refused up front with a message, nothing started
+    assert train_w.job.finished.is_set()
+
+
+def test_train_settings_are_remembered(make_napari_viewer):
+    from napari_s4mi.widgets.train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    first = TrainWidget(viewer)
+    tiny_training(first, iterations=123, input_size=96)
+    first.form.lr.setText("0.0005")
+    first.form.save_settings()
+    second = TrainWidget(make_napari_viewer())
+    assert second.form.iterations.value() == 123 and second.form.input_size.value() == 96
+    assert second.form.config().lr == pytest.approx(5e-4)
+    assert second.form.config().cnn["encoder"] == "resnet18"
+
+
+def test_reader_claims_only_project_folders(s4mi_viewer, sample_project, tmp_path):
+    from napari_s4mi.widgets.launch import get_reader
+
+    viewer, widgets = s4mi_viewer
+    assert get_reader(str(tmp_path)) is None
+    assert get_reader(str(SAMPLE / "images")) is None
+    assert get_reader(str(sample_project.root)) is not None
+    viewer.open(str(sample_project.root), plugin="napari-s4mi")
+    session = session_for(viewer)
+    assert session.project.root == sample_project.root
+    assert set(session.layers) >= {"image", "labels"} and len(viewer.layers) == 2
+    assert widgets["Project"].slide_list.count() == 10
+
+
+def test_sample_data_opens_the_sample_project(s4mi_viewer, tmp_path):
+    viewer, widgets = s4mi_viewer
+    viewer.open_sample("napari-s4mi", "sample-project")
+    session = session_for(viewer)
+    assert session.project.root == tmp_path / "sample-project"
+    assert len(session.project.annotated_ids()) == 8
+    assert {"image", "labels"} <= set(session.layers)
+    assert "8 of 10" in widgets["Project"].count_label.text()
