@@ -51,6 +51,23 @@ def _add_predict_parser(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
 
 
+def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
+    from .bench.run import PARTS
+
+    bench = commands.add_parser("bench", help="benchmark the engine against a plain fp32 PyTorch implementation")
+    bench.add_argument("--quick", action="store_true", help="a smoke test of a few minutes (smaller sizes)")
+    bench.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="which parts to run")
+    bench.add_argument("--out", type=Path, help="folder for bench.md and bench.json")
+    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.run import run_bench
+
+    run_bench(tuple(args.parts), quick=args.quick, out=args.out, device=args.device)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s4mi", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="train and predict on the bundled sample project (headless)")
     demo.add_argument("--out", type=Path, default=Path("s4mi-demo"), help="folder for the project and run")
     demo.add_argument("--iterations", type=int, default=60)
+    _add_bench_parser(commands)
     return parser
 
 
@@ -180,7 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train_seg, "predict": cmd_predict, "demo": cmd_demo}
+    handlers = {"train": cmd_train_seg, "predict": cmd_predict, "demo": cmd_demo, "bench": cmd_bench}
     try:
         return handlers[args.command](args)
     except S4MIError as exc:

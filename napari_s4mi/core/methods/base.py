@@ -49,12 +49,18 @@ class SegMethod:
         module = module.to(self.device)
         if spec.get("arch") == "unet" and self.channels_last:
             module = module.to(memory_format=torch.channels_last)
+        if hasattr(module, "set_memory_saving"):
+            module.set_memory_saving(self.config.memory_saving)
+            module.set_fused_attention(self.config.fused_attention)
         self.networks[name] = module
         self.reports.append(report)
 
     def make_optimizers(self) -> None:
+        fused = self.config.fused_optimizer and self.device.type in ("cpu", "cuda")
         self.optimizers = {
-            name: torch.optim.Adam(net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+            name: torch.optim.Adam(
+                net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay, fused=fused or None
+            )
             for name, net in self.networks.items()
         }
 

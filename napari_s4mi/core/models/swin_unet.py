@@ -203,11 +203,41 @@ class SwinUNet(nn.Module):
             x = self.up_expand[lv](x)
         return self.norm_up(x)
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final ×4 expansion and head on NHWC tokens at H/4, as (N, num_classes, H, W) logits.
+
+        Same maths as ``head(final_expand(x))``, in another order: the LayerNorm and the head act per token,
+        so they run before the pixel shuffle, and only the num_classes-channel result is shuffled. The
+        full-resolution embed_dim-channel tensor is never copied (the largest activation of the network)."""
+        b, h, w, _ = x.shape
+        expand, s = self.final_expand, self.final_expand.scale
+        y = expand.norm(expand.expand(x).view(b, h, w, s, s, expand.out_dim))
+        y = self.head(y)  # (b, h, w, s, s, K)
+        return y.permute(0, 5, 1, 3, 2, 4).reshape(b, self.num_classes, h * s, w * s)
+
+    def set_memory_saving(self, enabled: bool = True) -> None:
+        """Activation checkpointing: every Swin stage and the head keep only their inputs and recompute the
+        rest in the backward pass (the same numbers, RNG included; about a third less activation memory
+        for ~15% more compute)."""
+        for stage in [*self.layers, *self.decoder_stages]:
+            stage.grad_checkpointing = enabled
+        self.checkpoint_head = enabled
+
+    def set_fused_attention(self, enabled: bool = True) -> None:
+        """Window attention through ``scaled_dot_product_attention`` (timm's fused path) or explicit softmax."""
+        for module in self.modules():
+            if hasattr(module, "fused_attn") and hasattr(module, "relative_position_bias_table"):
+                module.fused_attn = enabled
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, num_classes, H, W)."""
         x, skips = self.encode(x)
-        x = self.final_expand(self.decode(x, skips))
-        return self.head(x).permute(0, 3, 1, 2).contiguous()
+        x = self.decode(x, skips)
+        if getattr(self, "checkpoint_head", False) and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(self.logits, x, use_reentrant=False)
+        return self.logits(x)
 
 
 def _init_weights(module: nn.Module) -> None:

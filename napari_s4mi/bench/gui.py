@@ -1,0 +1,41 @@
+"""GUI-latency part: `python -m napari_s4mi.widgets.bench_gui` in its own process on a (virtual) display.
+
+This module never imports napari or the widgets: it finds the GUI benchmark by file and runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .display import x_display
+
+GUI_MODULE = "napari_s4mi.widgets.bench_gui"
+KEYS = ("train_max_gap_ms", "predict_max_gap_ms", "final_insert_ms")
+
+
+def gui_module_file() -> Path:
+    return Path(__file__).resolve().parents[1] / "widgets" / "bench_gui.py"
+
+
+def gui_latency(quick: bool = False, timeout: float = 900) -> dict:
+    """The event loop's longest gaps while training and predicting, or {'skipped': why}."""
+    if not gui_module_file().exists():
+        return {"skipped": f"{GUI_MODULE} is not there (the widgets package has no GUI benchmark)"}
+    command = [sys.executable, "-m", GUI_MODULE]
+    try:
+        with x_display() as env:
+            env = {**env, "S4MI_BENCH_QUICK": "1" if quick else "0"}
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        return {"skipped": f"{GUI_MODULE}: {exc}"}
+    lines = [line for line in done.stdout.splitlines() if line.strip().startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
+        return {"skipped": f"{GUI_MODULE} failed (exit {done.returncode}): {tail[:200]}"}
+    result = json.loads(lines[-1])
+    missing = [key for key in KEYS if key not in result]
+    if missing:
+        return {"skipped": f"{GUI_MODULE} printed no {', '.join(missing)}"}
+    return result

@@ -1,0 +1,115 @@
+"""`s4mi bench`: run the parts, print the markdown table, write bench.md and bench.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+PARTS = ("train", "iou", "slide", "memory", "startup", "gui")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _guarded(name: str, fn: Callable[[], object]) -> object:
+    """Run one part; an exception becomes {'error': ...} so the other parts still report."""
+    print(f"s4mi bench: {name} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    try:
+        result = fn()
+    except Exception as exc:  # a failing part is reported, not fatal
+        traceback.print_exc(file=sys.stderr)
+        result = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    print(f"s4mi bench: {name} done in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def run_bench(
+    parts: tuple[str, ...] = PARTS, quick: bool = False, out: Path | None = None, device: str = "cpu"
+) -> dict:
+    """Measure the chosen parts; `quick` shrinks every part to a smoke test of a few minutes."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from .memory import measure_in_subprocess
+
+    results: dict = {
+        "environment": {
+            "mode": "quick" if quick else "full",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "cpu": _cpu_name(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "device": device,
+            "load_start": _load(),
+        }
+    }
+    if "train" in parts:
+        from .training import throughput
+
+        presets = ("cpu-small",) if quick else ("cpu-small", "paper")
+        results["train"] = [
+            _guarded(f"train {name}", lambda name=name: throughput(name, reps=2 if quick else 3, device=device))
+            for name in presets
+        ]
+        for item, name in zip(results["train"], presets, strict=True):
+            item.setdefault("preset", name)
+    if "iou" in parts:
+        from .training import validation_iou
+
+        seeds, steps = ((0,), 6) if quick else ((0, 1), 100)
+        results["iou"] = _guarded("validation IoU", lambda: validation_iou(seeds, steps, device=device))
+    if "slide" in parts:
+        from .slide import slide_prediction
+
+        name = "cpu-small" if quick else "paper"
+        results["slide"] = _guarded("slide", lambda: slide_prediction(name, reps=1 if quick else 3, device=device))
+        results["slide"].setdefault("preset", name)
+    if "memory" in parts:
+        name = "cpu-small" if quick else "paper"
+        batch = "4+4 at 128" if quick else "8+8 at 224"
+        results["memory"] = {
+            "preset": name,
+            "batch": batch,
+            "engine": _guarded("memory engine", lambda: measure_in_subprocess("engine", name)),
+            "plain": _guarded("memory plain", lambda: measure_in_subprocess("plain", name)),
+        }
+    if "startup" in parts:
+        from .startup import startup_time
+
+        results["startup"] = _guarded("napari start-up", lambda: startup_time(reps=1 if quick else 3))
+    if "gui" in parts:
+        from .gui import gui_latency
+
+        results["gui"] = _guarded("GUI latency", lambda: gui_latency(quick=quick))
+    results["environment"]["load_end"] = _load()
+    from .report import markdown_table
+
+    table = markdown_table(results)
+    print(table)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.md").write_text(table + "\n")
+        (out / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return results
