@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("s4mi-demo"), help="folder for the project and run")
     demo.add_argument("--iterations", type=int, default=60)
     _add_bench_parser(commands)
+    gui = commands.add_parser("napari", help="open napari with the S4MI widgets docked (and a project)")
+    gui.add_argument("path", nargs="?", help="a slide folder or S4MI project to open")
+    gui.add_argument("--sample", action="store_true", help="open the sample project (created on first use)")
     return parser
 
 
@@ -196,9 +199,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, args.iterations)
 
 
+def cmd_napari(args: argparse.Namespace) -> int:
+    from .widgets.launch import main as launch
+
+    return launch(args.path, sample=args.sample)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train_seg, "predict": cmd_predict, "demo": cmd_demo, "bench": cmd_bench}
+    handlers = {
+        "train": cmd_train_seg,
+        "predict": cmd_predict,
+        "demo": cmd_demo,
+        "bench": cmd_bench,
+        "napari": cmd_napari,
+    }
     try:
         return handlers[args.command](args)
     except S4MIError as exc:

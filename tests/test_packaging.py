@@ -46,9 +46,10 @@ def test_napari_start_up_path_does_not_import_torch():
         "import sys, npe2\n"
         "pm = npe2.PluginManager.instance(); pm.discover()\n"
         "assert 'napari-s4mi' in pm._manifests, list(pm._manifests)\n"
-        "from napari_s4mi._sample_data import sample_lesion\n"
-        "layers = sample_lesion()\n"
-        "assert layers[0][0].shape == (256, 256, 3) and layers[1][0].max() == 1\n"
+        "for name in ('project_widget', 'train_widget', 'predict_widget', 'launch'):\n"
+        "    __import__(f'napari_s4mi.widgets.{name}')\n"
+        "from napari_s4mi.widgets.launch import get_reader\n"
+        "assert get_reader('.') is None\n"
         "bad = [m for m in ('torch', 'timm', 'segmentation_models_pytorch') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -56,10 +57,11 @@ def test_napari_start_up_path_does_not_import_torch():
     assert result.returncode == 0, result.stderr
 
 
-def test_cli_help_does_not_import_torch():
+def test_cli_help_does_not_import_torch_or_the_widgets():
     code = (
         "import sys\nfrom napari_s4mi.cli import build_parser\nbuild_parser().format_help()\n"
         "assert 'torch' not in sys.modules\n"
+        "assert not [m for m in sys.modules if m.startswith(('napari_s4mi.widgets', 'napari.', 'qtpy'))]\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

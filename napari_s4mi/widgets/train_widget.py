@@ -67,6 +67,10 @@ class TrainWidget(QWidget):
         self.last_done: Done | None = None
         self.last_error: str | None = None
         self._pbar: progress | None = None
+        self._stop_asked: float | None = None
+        self._last_progress: float | None = None
+        self.longest_step_s = 0.0  # between two Progress events, as the GUI saw them
+        self.stop_latency_s: float | None = None  # from Stop to the worker's end (checkpoint written)
         self._update_buttons()
 
     # --------------------------------------------------------------------------------------------- actions
@@ -101,6 +105,7 @@ class TrainWidget(QWidget):
     def stop(self) -> None:
         """Ask the run to stop after the step in flight; it writes its last checkpoint and ends."""
         if self.job is not None and self.job.running:
+            self._stop_asked = time.perf_counter()
             self.job.stop()
             self.status.setText("stopping after this step…")
             self.stop_button.setEnabled(False)
@@ -120,6 +125,8 @@ class TrainWidget(QWidget):
             return
         self.session.autosaver.flush(wait=True)  # the latest strokes are on disk before the worker reads masks
         self.run_dir, self.last_done, self.last_error = run_dir, None, None
+        self._stop_asked = self._last_progress = self.stop_latency_s = None
+        self.longest_step_s = 0.0
         self.job = start_training(self.session.require_project(), config, run_dir, resume=resume)
         worker = self.job.worker
         worker.yielded.connect(self._on_event)
@@ -135,6 +142,10 @@ class TrainWidget(QWidget):
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Progress):
+            now = time.perf_counter()
+            if self._last_progress is not None:
+                self.longest_step_s = max(self.longest_step_s, now - self._last_progress)
+            self._last_progress = now
             self.progress_bar.setValue(event.step)
             if self._pbar is not None:
                 self._pbar.update(event.step - self._pbar.n)
@@ -163,6 +174,8 @@ class TrainWidget(QWidget):
         self.status.setText(f"failed: {text}")
 
     def _on_finished(self) -> None:
+        if self._stop_asked is not None:
+            self.stop_latency_s = time.perf_counter() - self._stop_asked
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None

@@ -72,7 +72,8 @@ def _training(
 def start_training(project: Project, config: SegConfig, run_dir: Path, resume: bool = False) -> Job:
     """A (not yet started) worker yielding the engine's events for one run."""
     cancel, finished = CancelToken(), threading.Event()
-    worker = thread_worker(_training, start_thread=False)(project, config, run_dir, resume, cancel, finished)
+    run = thread_worker(_training, start_thread=False, ignore_errors=True)  # errors go to the widget's handler
+    worker = run(project, config, run_dir, resume, cancel, finished)
     return Job(worker, cancel, finished)
 
 
@@ -128,7 +129,7 @@ def start_prediction(
 ) -> Job:
     """A (not yet started) worker predicting slides into the project, yielding one SlideResult per slide."""
     cancel, finished = CancelToken(), threading.Event()
-    worker = thread_worker(_prediction, start_thread=False)(
+    worker = thread_worker(_prediction, start_thread=False, ignore_errors=True)(
         project, run_dir, slide_ids, show_id, which, device, cancel, finished
     )
     return Job(worker, cancel, finished)

@@ -60,6 +60,7 @@ def test_annotate_train_stop_resume_predict(s4mi_viewer, qtbot, sample_project):
     assert train_w.last_error is None
     stopped = train_w.last_done
     assert stopped is not None and stopped.cancelled and 2 <= stopped.step < 8
+    assert train_w.stop_latency_s <= train_w.longest_step_s + 2.0, "Stop must end the run within a step + 2 s"
     state = json.loads((train_w.run_dir / "last" / "state.json").read_text())
     assert state["step"] == stopped.step
     assert gaps.longest_ms() < 1000.0, f"the event loop froze for {gaps.longest_ms():.0f} ms during training"
@@ -88,6 +89,17 @@ def test_annotate_train_stop_resume_predict(s4mi_viewer, qtbot, sample_project):
     qtbot.wait(100)
     after = viewer.screenshot(canvas_only=True, flash=False)
     assert before.shape == after.shape and np.abs(before.astype(int) - after.astype(int)).sum() > 0
+
+    layer_count = len(viewer.layers)
+    predict_w.scope.setCurrentText("unannotated slides")
+    predict_w.predict_button.click()
+    _wait_idle(qtbot, predict_w)
+    assert set(predict_w.predicted) == set(sample_project.unannotated_ids())
+    assert all(sample_project.has_prediction(i) for i in predict_w.predicted)
+    assert len(viewer.layers) == layer_count  # only the slide on show has result layers
+    slide_list = widgets["Project"].slide_list
+    rows = [slide_list.item(i).text() for i in range(slide_list.count())]
+    assert {row.split()[0] for row in rows if "predicted" in row} >= set(predict_w.predicted)
 
     predict_w.accept_button.click()
     assert np.array_equal(np.asarray(session.layers["labels"].data), np.asarray(prediction.data))
@@ -180,6 +192,20 @@ def test_closing_the_viewer_during_training_leaves_a_valid_checkpoint(make_napar
     qtbot.waitUntil(lambda: not job.worker.is_running, timeout=10_000)
 
 
+def test_closing_the_train_dock_stops_the_run_with_a_checkpoint(s4mi_viewer, qtbot, sample_project):
+    viewer, widgets = s4mi_viewer
+    widgets["Project"].open_folder(str(sample_project.root))
+    train_w = widgets["Train"]
+    tiny_training(train_w, iterations=500)
+    train_w.start_button.click()
+    qtbot.waitUntil(lambda: train_w.progress_bar.value() >= 1, timeout=TRAIN_TIMEOUT_MS)
+    viewer.window.remove_dock_widget(train_w)  # what the dock's close button does
+    assert not train_w.job.running
+    state = json.loads((train_w.run_dir / "last" / "state.json").read_text())
+    assert 1 <= state["step"] < 500
+    qtbot.waitUntil(lambda: not train_w.job.worker.is_running, timeout=10_000)
+
+
 def test_training_errors_reach_the_user_and_the_widget_recovers(s4mi_viewer, qtbot, tmp_path):
     import shutil
 
@@ -236,3 +262,32 @@ def test_sample_data_opens_the_sample_project(s4mi_viewer, tmp_path):
     assert len(session.project.annotated_ids()) == 8
     assert {"image", "labels"} <= set(session.layers)
     assert "8 of 10" in widgets["Project"].count_label.text()
+
+
+@pytest.mark.slow
+def test_short_training_in_the_gui_predicts_a_held_back_slide(s4mi_viewer, qtbot, sample_project):
+    """The sample project's 8 annotated slides, 60 cpu-small steps at 128 px, then the held-back slide."""
+    from napari_s4mi.core.io import read_mask
+    from napari_s4mi.demo import HELD_BACK
+
+    viewer, widgets = s4mi_viewer
+    widgets["Project"].open_folder(str(sample_project.root))
+    session = session_for(viewer)
+    held_back = HELD_BACK[1]
+    session.show_slide(held_back)
+    train_w, predict_w = widgets["Train"], widgets["Predict"]
+    tiny_training(train_w, iterations=60, input_size=128)
+    train_w.form.labeled_batch.setValue(4)
+    train_w.form.unlabeled_batch.setValue(4)
+    train_w.start_button.click()
+    _wait_idle(qtbot, train_w, timeout=900_000)
+    assert train_w.last_error is None and train_w.last_done.step == 60
+    predict_w.refresh_runs()
+    predict_w.scope.setCurrentText("current slide")
+    predict_w.predict_button.click()
+    _wait_idle(qtbot, predict_w)
+    predicted = np.asarray(session.layers["prediction"].data) > 0
+    truth = read_mask(SAMPLE / "masks" / (held_back.replace(".jpg", "_segmentation.png"))) > 0
+    assert predicted.shape == truth.shape
+    iou = (predicted & truth).sum() / max((predicted | truth).sum(), 1)
+    assert iou > 0.5, f"held-back IoU {iou:.3f}"
