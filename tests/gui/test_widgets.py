@@ -94,7 +94,7 @@ def test_annotate_train_stop_resume_predict(s4mi_viewer, qtbot, sample_project):
     predict_w.scope.setCurrentText("unannotated slides")
     predict_w.predict_button.click()
     _wait_idle(qtbot, predict_w)
-    assert set(predict_w.predicted) == set(sample_project.unannotated_ids())
+    assert set(predict_w.predicted) == set(type(sample_project).open(sample_project.root).unannotated_ids())
     assert all(sample_project.has_prediction(i) for i in predict_w.predicted)
     assert len(viewer.layers) == layer_count  # only the slide on show has result layers
     slide_list = widgets["Project"].slide_list
