@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from ..config import SegConfig
-from ..device import autocast, use_channels_last
+from ..device import autocast, return_freed_memory_promptly, use_channels_last
 from ..models import ModelSpec, WeightsReport, build_model
+from ..models.memory import set_unet_memory_saving
 
 
 def build_network(spec: dict, num_classes: int, img_size: int, weights: str | None = None):
@@ -40,6 +41,8 @@ class SegMethod:
         self.reports: list[WeightsReport] = []
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.channels_last = use_channels_last(device, precision)
+        if config.memory_saving and device.type == "cpu":
+            return_freed_memory_promptly()
         for name in self.network_names:
             self._add(name, getattr(config, name), weights)
         self.make_optimizers()
@@ -52,6 +55,8 @@ class SegMethod:
         if hasattr(module, "set_memory_saving"):
             module.set_memory_saving(self.config.memory_saving)
             module.set_fused_attention(self.config.fused_attention)
+        elif spec.get("arch") == "unet" and self.config.memory_saving:
+            set_unet_memory_saving(module, True)
         self.networks[name] = module
         self.reports.append(report)
 
