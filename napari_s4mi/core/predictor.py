@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -37,7 +38,10 @@ class Predictor:
         state = ckpt.read_state(folder)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.method = make_method(self.config, len(self.classes), self.device, self.precision, weights="none")
+        # Activation checkpointing only acts in training; its wrappers make reference cycles that would keep the
+        # networks' GPU memory after the Predictor is dropped (until a garbage collection), so leave it off.
+        inference_config = dataclasses.replace(self.config, memory_saving=False)
+        self.method = make_method(inference_config, len(self.classes), self.device, self.precision, weights="none")
         ckpt.load_networks(folder, self.method.networks)
         self.which = state.get("predict_with", "cnn") if which == "auto" else which
         if self.which not in PREDICT_WITH or self.which not in self._available():
