@@ -106,3 +106,15 @@ def load_optimizers(folder: Path, optimizers: dict[str, torch.optim.Optimizer]) 
     tensors = load_file(str(Path(folder) / OPTIMIZER_FILE))
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(_optimizer_join(tensors, state["optimizers"][name], name))
+        _match_parameter_layouts(optimizer)
+
+
+def _match_parameter_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each restored moment its parameter's memory layout (channels_last parameters were saved contiguous;
+    fused Adam refuses the mismatch)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            moments = optimizer.state.get(param, {})
+            for key, value in moments.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    moments[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)

@@ -59,6 +59,7 @@ class Session(QObject):
         self.slide_id: str | None = None
         self.layers: dict[str, Any] = {}
         self.show_disagreement = False
+        self._mask_on_disk: np.ndarray | None = None  # the shown slide's mask as loaded, for the autosaver
         self._adopting: str | None = None  # slide whose layers are being added ...
         self._expecting: set[str] = set()  # ... and the roles still to come
         self._shutdown_hooks: list[Callable[[], None]] = []
