@@ -71,7 +71,7 @@ def run_bench(
         results["train"] = [
             _guarded(
                 f"train {name}",
-                lambda name=name: throughput(name, reps=2 if quick or name == "paper" else 4, device=device),
+                lambda name=name: throughput(name, reps=1 if quick or name == "paper" else 2, device=device),
             )
             for name in presets
         ]
@@ -80,13 +80,13 @@ def run_bench(
     if "iou" in parts:
         from .training import validation_iou
 
-        seeds, steps = ((0,), 6) if quick else ((0, 1), 60)
+        seeds, steps = ((0,), 6) if quick else ((0, 1), 10)
         results["iou"] = _guarded("validation IoU", lambda: validation_iou(seeds, steps, device=device))
     if "slide" in parts:
         from .slide import slide_prediction
 
         name = "cpu-small" if quick else "paper"
-        results["slide"] = _guarded("slide", lambda: slide_prediction(name, reps=1 if quick else 2, device=device))
+        results["slide"] = _guarded("slide", lambda: slide_prediction(name, reps=1, device=device))
         results["slide"].setdefault("preset", name)
     if "memory" in parts:
         name = "cpu-small" if quick else "paper"
@@ -100,7 +100,7 @@ def run_bench(
     if "startup" in parts:
         from .startup import startup_time
 
-        results["startup"] = _guarded("napari start-up", lambda: startup_time(reps=1 if quick else 2))
+        results["startup"] = _guarded("napari start-up", lambda: startup_time(reps=1))
     if "gui" in parts:
         from .gui import gui_latency
 
