@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 PARTS = ("train", "iou", "slide", "memory", "startup", "gui")
+_PARTIAL: dict = {"results": None, "out": None}
 
 
 def _cpu_name() -> str:
@@ -31,8 +32,26 @@ def _load() -> str:
         return "n/a"
 
 
+def _write(results: dict, out: Path | None) -> str:
+    """Render the table and, with `out`, write bench.md and bench.json (after every part, so that an interrupted
+    run keeps what it measured)."""
+    from .report import markdown_table
+
+    table = markdown_table(results)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.md").write_text(table + "\n")
+        (out / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return table
+
+
 def _guarded(name: str, fn: Callable[[], object]) -> object:
-    """Run one part; an exception becomes {'error': ...} so the other parts still report."""
+    """Run one part; an exception becomes {'error': ...} so the other parts still report. The parts measured so
+    far are written first, so that an interrupted run keeps them."""
+    if _PARTIAL["out"] is not None:
+        _PARTIAL["results"]["environment"]["load_end"] = _load()
+        _write(_PARTIAL["results"], _PARTIAL["out"])
     print(f"s4mi bench: {name} ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
@@ -64,6 +83,7 @@ def run_bench(
             "load_start": _load(),
         }
     }
+    _PARTIAL.update(results=results, out=out)
     if "train" in parts:
         from .training import throughput
 
@@ -106,13 +126,5 @@ def run_bench(
 
         results["gui"] = _guarded("GUI latency", lambda: gui_latency(quick=quick))
     results["environment"]["load_end"] = _load()
-    from .report import markdown_table
-
-    table = markdown_table(results)
-    print(table)
-    if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "bench.md").write_text(table + "\n")
-        (out / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(_write(results, out))
     return results
