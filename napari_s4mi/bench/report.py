@@ -53,7 +53,7 @@ def _rows(results: dict) -> list[tuple[str, str, str, str, str, str]]:
                 ", ".join(f"{v:.3f}" for v in iou["engine"]),
                 ", ".join(f"{v:.3f}" for v in iou["plain"]),
                 f"Δ {iou['difference']:+.3f}",
-                f"|Δ| ≤ {iou['seed_noise']:.3f} (seed noise)",
+                f"Δ within ±{iou['seed_noise']:.3f} (seed noise)",
                 _verdict(abs(iou["difference"]) <= iou["seed_noise"]),
             )
         )
