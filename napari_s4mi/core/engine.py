@@ -97,6 +97,9 @@ def train_segmentation(
     try:
         yield from _run(project, config, run_dir, cancel, resume, init_from, data, method, device, precision)
     finally:
+        # an error's traceback still holds `method`: drop its tensors explicitly so the GPU memory goes now
+        method.networks.clear()
+        method.optimizers.clear()
         del method
         release_memory(device)
 
