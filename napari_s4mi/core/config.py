@@ -63,7 +63,7 @@ class SegConfig:
     # Speed and memory (the same maths; measured on a 2-core AVX2 CPU, see the README's Benchmark section).
     fused_optimizer: bool = True  # one fused multi-threaded Adam kernel per network (CPU and CUDA)
     fused_attention: bool = False  # Swin window attention through scaled_dot_product_attention
-    memory_saving: bool = False  # activation checkpointing of both networks, heap returned promptly (paper: on)
+    memory_saving: bool = False  # CPUs only: activation checkpointing, heap returned promptly (paper: on)
     cnn: dict[str, Any] = field(default_factory=lambda: _unet("resnet18"))
     swin: dict[str, Any] = field(default_factory=lambda: _swin(48, (2, 4, 8, 16)))
 
