@@ -24,3 +24,28 @@ def test_dropped_predictor_frees_its_networks_without_a_garbage_collection(sampl
         assert not alive, f"reference cycles keep {alive} of the networks' modules (and their weights) alive"
     finally:
         gc.enable()
+
+
+def test_predictor_runs_the_cnn_channels_last_with_the_same_probabilities(sample_project):
+    """Inference puts the U-Net in channels_last (faster on CPUs too); its softmax is the contiguous one."""
+    import torch
+
+    from napari_s4mi.core import checkpoint as ckpt
+    from napari_s4mi.core.methods import make_method
+
+    run_dir = sample_project.root / "runs" / "layout"
+    config = tiny_config(iterations=1)
+    list(train_segmentation(sample_project, config, run_dir))
+    predictor = Predictor(run_dir, which="mean", device="cpu")
+    cnn = predictor.method.networks["cnn"]
+    weights = [p for p in cnn.parameters() if p.ndim == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+
+    reference = make_method(config, 2, torch.device("cpu"), "fp32", weights="none")
+    ckpt.load_networks(predictor.checkpoint, reference.networks)
+    x = torch.randn(3, 3, config.input_size, config.input_size, generator=torch.Generator().manual_seed(0))
+    expected = reference.probabilities(x)
+    mean, disagreement = predictor.predict_tiles(x)
+    assert torch.allclose(mean, expected["mean"], atol=1e-4)
+    expected_dis = 0.5 * (expected["cnn"] - expected["swin"]).abs().sum(dim=1)
+    assert torch.allclose(disagreement, expected_dis, atol=1e-4)

@@ -89,12 +89,7 @@ def _rows(results: dict) -> list[tuple[str, str, str, str, str, str]]:
         if "skipped" in gui:
             rows.append(("napari event loop, longest gap", f"skipped: {gui['skipped']}", "", "", "< 50 ms", "—"))
         else:
-            for key, what in (("train_max_gap_ms", "training"), ("predict_max_gap_ms", "predicting")):
-                value = float(gui[key])
-                ok = not math.isnan(value) and value < GAP_TARGET_MS
-                rows.append(
-                    (f"napari event loop, longest gap while {what}", f"{value:.0f} ms", "", "", "< 50 ms", _verdict(ok))
-                )
+            rows.extend(_gap_rows(gui))
             rows.append(
                 (
                     "final layer insertion (one event)",
@@ -120,6 +115,33 @@ def _rows(results: dict) -> list[tuple[str, str, str, str, str, str]]:
                     "—",
                 )
             )
+    return rows
+
+
+def _gap_rows(gui: dict) -> list[tuple[str, ...]]:
+    """The event-loop rows: training after its first step, predicting, and the one-off PyTorch load."""
+    parts = (
+        ("train_steady_max_gap_ms", "train_steady_gaps_over_50ms", "training (after its first step)"),
+        ("predict_max_gap_ms", "predict_gaps_over_50ms", "predicting"),
+    )
+    rows = []
+    for key, count_key, what in parts:
+        value = float(gui.get(key, gui.get("train_max_gap_ms", math.nan)))
+        ok = not math.isnan(value) and value < GAP_TARGET_MS
+        count = f" ({gui[count_key]} gaps > 50 ms)" if count_key in gui else ""
+        rows.append(
+            (f"napari event loop, longest gap while {what}", f"{value:.0f} ms{count}", "", "", "< 50 ms", _verdict(ok))
+        )
+    rows.append(
+        (
+            "longest gap from Start to the first step (PyTorch loads; once a session)",
+            f"{float(gui['train_max_gap_ms']):.0f} ms",
+            "",
+            "",
+            "reported",
+            "—",
+        )
+    )
     return rows
 
 

@@ -43,6 +43,7 @@ class Predictor:
         inference_config = dataclasses.replace(self.config, memory_saving=False)
         self.method = make_method(inference_config, len(self.classes), self.device, self.precision, weights="none")
         ckpt.load_networks(folder, self.method.networks)
+        self.method.use_inference_layout()
         self.which = state.get("predict_with", "cnn") if which == "auto" else which
         if self.which not in PREDICT_WITH or self.which not in self._available():
             raise InputError(f"{run_dir}: cannot predict with '{which}'; this run has {', '.join(self._available())}")

@@ -109,7 +109,10 @@ def run(iterations: int, device: str) -> dict:
         result = {
             "train_max_gap_ms": round(gaps.longest_ms(), 1),
             "train_steady_max_gap_ms": round(steady.longest_ms(), 1),
+            "train_steady_gaps_over_50ms": steady.count_over(50.0),
+            "train_steady_seconds": round(sum(steady.kept_ms()) / 1000.0, 1),
             "predict_max_gap_ms": round(predict_gaps.longest_ms(), 1),
+            "predict_gaps_over_50ms": predict_gaps.count_over(50.0),
             "final_insert_ms": round(1000 * insert, 1),
             "train_steps": iterations,
             "slide": "x".join(map(str, SLIDE_SHAPE)),

@@ -37,11 +37,18 @@ class EventLoopGaps(QObject):
             self.gaps.append((self._last, now))
         self._last = now
 
-    def longest_ms(self) -> float:
-        """The longest gap in milliseconds, leaving out excluded windows."""
-        kept = [
-            end - start
+    def kept_ms(self) -> list[float]:
+        """Every gap in milliseconds, leaving out excluded windows."""
+        return [
+            1000.0 * (end - start)
             for start, end in self.gaps
             if not any(start <= x_end and end >= x_start for x_start, x_end in self.excluded)
         ]
-        return 1000.0 * max(kept, default=0.0)
+
+    def longest_ms(self) -> float:
+        """The longest gap in milliseconds, leaving out excluded windows."""
+        return max(self.kept_ms(), default=0.0)
+
+    def count_over(self, limit_ms: float) -> int:
+        """How many gaps (excluded windows left out) were longer than ``limit_ms``."""
+        return sum(gap > limit_ms for gap in self.kept_ms())

@@ -167,9 +167,7 @@ class Session(QObject):
         self._expecting = {"prediction", "disagreement"} if disagreement is not None else {"prediction"}
         self.viewer.add_layer(Layer.create(*sl.prediction_layer(labels, slide_id)))
         if disagreement is not None:
-            self.viewer.add_layer(
-                Layer.create(*sl.disagreement_layer(disagreement, slide_id, self.show_disagreement))
-            )
+            self.viewer.add_layer(Layer.create(*sl.disagreement_layer(disagreement, slide_id, self.show_disagreement)))
         if "labels" in self.layers:
             self.viewer.layers.selection.active = self.layers["labels"]
         self.statuses_changed.emit()

@@ -8,9 +8,9 @@ from typing import Any
 
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QEvent
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtGui import QShowEvent
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from ..core.config import SegConfig
 from ..core.errors import S4MIError
@@ -21,6 +21,8 @@ from .session import report, session_for
 from .train_form import TrainForm
 from .workers import Job, start_training
 
+SHOW_EVERY_MS = 250  # the widget shows the latest step at most this often
+ACTIVITY_EVERY_S = 1.0  # napari's activity dock, at most this often
 STOP_WAIT_S = 120.0  # closing napari waits this long at most for the step in flight and the checkpoint
 
 
@@ -46,6 +48,9 @@ class TrainWidget(QWidget):
         self.progress_bar = QProgressBar()
         self.status = QLabel("idle")
         self.status.setWordWrap(True)
+        # a fixed box: a new step's text never re-lays out the dock (and so never resizes napari's canvas)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.status.setFixedHeight(3 * self.status.fontMetrics().lineSpacing())
         self.curve = TrainingCurve()
         layout = QVBoxLayout(self)
         layout.addWidget(self.form)
@@ -70,6 +75,15 @@ class TrainWidget(QWidget):
         self._stop_asked: float | None = None
         self._last_progress: float | None = None
         self.longest_step_s = 0.0  # between two Progress events, as the GUI saw them
+        # Steps are shown by a timer, not per event: each repaint costs the GUI thread 10-20 ms (napari's canvas is
+        # composited into the window), so fast runs (GPU: tens of steps a second) must not repaint every step.
+        self._latest: Progress | None = None
+        self._shown_step = 0
+        self._activity_shown_at = 0.0
+        self._show_timer = QTimer(self)
+        self._show_timer.setSingleShot(True)
+        self._show_timer.setInterval(SHOW_EVERY_MS)
+        self._show_timer.timeout.connect(self._show_progress)
         self.stop_latency_s: float | None = None  # from Stop to the worker's end (checkpoint written)
         self._update_buttons()
 
@@ -116,6 +130,7 @@ class TrainWidget(QWidget):
             if not self.job.stop(wait_s=STOP_WAIT_S):
                 show_warning("S4MI: training did not stop in time; its last periodic checkpoint is kept")
         self.form.save_settings()
+        self.curve.close_drawer()
 
     # --------------------------------------------------------------------------------------------- worker
 
@@ -127,6 +142,7 @@ class TrainWidget(QWidget):
         self.run_dir, self.last_done, self.last_error = run_dir, None, None
         self._stop_asked = self._last_progress = self.stop_latency_s = None
         self.longest_step_s = 0.0
+        self._latest, self._shown_step = None, 0
         self.job = start_training(self.session.require_project(), config, run_dir, resume=resume)
         worker = self.job.worker
         worker.yielded.connect(self._on_event)
@@ -146,13 +162,10 @@ class TrainWidget(QWidget):
             if self._last_progress is not None:
                 self.longest_step_s = max(self.longest_step_s, now - self._last_progress)
             self._last_progress = now
-            self.progress_bar.setValue(event.step)
-            if self._pbar is not None:
-                self._pbar.update(event.step - self._pbar.n)
-            self.status.setText(
-                f"step {event.step}/{event.total} · loss {event.loss:.3f} · ETA {_eta(event.eta_s)}"
-            )
+            self._latest = event
             self.curve.add_loss(event.step, event.loss)
+            if not self._show_timer.isActive():
+                self._show_timer.start()
         elif isinstance(event, Validation):
             iou = max(event.metrics.values()) if event.metrics else 0.0
             self.curve.add_validation(event.step, iou)
@@ -161,11 +174,33 @@ class TrainWidget(QWidget):
         elif isinstance(event, Checkpoint):
             self.session.runs_changed.emit()
         elif isinstance(event, Done):
+            self._show_progress(final=True)
             self.last_done = event
             verb = "stopped" if event.cancelled else "finished"
             best = event.best.get("score")
             extra = f" · best val IoU {best:.3f}" if isinstance(best, float) and best >= 0 else ""
             self.status.setText(f"{verb} at step {event.step} · run {event.run_dir.name}{extra}")
+
+    def _show_progress(self, final: bool = False) -> None:
+        """Show the latest step in the widget; napari's activity dock at most once a second (its bar repaints
+        the whole window at once)."""
+        event = self._latest
+        if event is None or event.step == self._shown_step and not final:
+            return
+        self._shown_step = event.step
+        self.progress_bar.setValue(event.step)
+        self.status.setText(f"step {event.step}/{event.total} · loss {event.loss:.3f} · ETA {_eta(event.eta_s)}")
+        if final:
+            self._show_activity()
+        elif time.perf_counter() - self._activity_shown_at >= ACTIVITY_EVERY_S:
+            # in a later pass of the event loop, so that this repaint and napari's do not add up in one
+            QTimer.singleShot(SHOW_EVERY_MS // 2, self._show_activity)
+
+    def _show_activity(self) -> None:
+        """napari's activity dock catches up with the latest step shown."""
+        self._activity_shown_at = time.perf_counter()
+        if self._pbar is not None and self._shown_step > self._pbar.n:
+            self._pbar.update(self._shown_step - self._pbar.n)
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = str(exc)
@@ -176,6 +211,9 @@ class TrainWidget(QWidget):
     def _on_finished(self) -> None:
         if self._stop_asked is not None:
             self.stop_latency_s = time.perf_counter() - self._stop_asked
+        self._show_timer.stop()
+        if self.last_done is None:
+            self._show_progress(final=True)
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None

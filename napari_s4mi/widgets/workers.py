@@ -7,6 +7,8 @@ really done, so closing the viewer can wait for the checkpoint without spinning 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -39,6 +41,33 @@ def guard_against_llvm_clash() -> bool:
     return llvm_loaded
 
 
+BACKGROUND_NICENESS = 10
+
+
+@contextlib.contextmanager
+def background_priority(niceness: int = BACKGROUND_NICENESS) -> Iterator[bool]:
+    """Run the calling thread (and the math threads it starts) at a lower OS priority, so that on a busy CPU the
+    GUI thread is scheduled first. Linux only (per-thread nice values); elsewhere a no-op. Yields whether it applied.
+
+    The thread's priority is restored afterwards where the OS allows it (raising it back needs privileges).
+    """
+    if not sys.platform.startswith("linux"):
+        yield False
+        return
+    tid = threading.get_native_id()
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(before + niceness, 19))
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, before)
+
+
 @dataclass
 class Job:
     """A running worker with its stop flag and its end signal."""
@@ -62,9 +91,10 @@ def _training(
 ) -> Iterator[Any]:
     try:
         guard_against_llvm_clash()
-        from ..core.engine import train_segmentation  # torch is imported here, off the GUI thread
+        with background_priority():
+            from ..core.engine import train_segmentation  # torch is imported here, off the GUI thread
 
-        yield from train_segmentation(project, config, run_dir, cancel=cancel, resume=resume)
+            yield from train_segmentation(project, config, run_dir, cancel=cancel, resume=resume)
     finally:
         finished.set()
 

@@ -1,0 +1,54 @@
+"""The live training curve: matplotlib draws off the GUI thread; the GUI thread only shows the image."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from napari_s4mi.widgets import curve as curve_module  # noqa: E402 (after the skip)
+from napari_s4mi.widgets.curve import TrainingCurve, binned  # noqa: E402
+
+
+def test_long_curves_are_binned_to_their_means():
+    steps = tuple(range(10_000))
+    x, y = binned(steps, tuple(float(s % 2) for s in steps), max_points=100)
+    assert len(x) == len(y) == 100
+    assert np.allclose(y, 0.5) and x[0] == pytest.approx(49.5) and x[-1] == pytest.approx(9949.5)
+    short_x, short_y = binned((1, 2, 3), (0.1, 0.2, 0.3))
+    assert list(short_x) == [1, 2, 3] and list(short_y) == [0.1, 0.2, 0.3]
+
+
+def test_curve_is_drawn_on_a_helper_thread_and_shown(qtbot, monkeypatch):
+    drawing_threads = []
+    real_render = curve_module.render
+
+    def recording_render(data):
+        drawing_threads.append(threading.current_thread())
+        return real_render(data)
+
+    monkeypatch.setattr(curve_module, "render", recording_render)
+    widget = TrainingCurve()
+    qtbot.addWidget(widget)
+    widget.resize(400, 240)
+    widget.show()
+    for step in range(1, 3001):
+        widget.add_loss(step, 0.5 + 0.4 * np.sin(step / 50))
+    widget.add_validation(3000, 0.7)
+    widget.finish()
+    qtbot.waitUntil(lambda: widget.shown_steps == 3000, timeout=20_000)  # the latest data ends up drawn
+    assert drawing_threads and all(t is not threading.main_thread() for t in drawing_threads)
+    assert len(drawing_threads) < 3001 / 10  # throttled: not one drawing per step
+    image = widget.pixmap().toImage()
+    assert image.width() >= 240 and image.height() >= 180
+    # the drawing holds the loss line (tab:blue pixels), not a blank canvas
+    image = image.convertToFormat(image.Format.Format_RGBA8888)
+    rows = np.frombuffer(image.constBits().asstring(image.sizeInBytes()), np.uint8)
+    pixels = rows.reshape(image.height(), image.bytesPerLine())[:, : 4 * image.width()].reshape(image.height(), -1, 4)
+    blue = (pixels[..., 2] > 150) & (pixels[..., 0] < 80)
+    assert blue.sum() > 500
+    widget.close_drawer()
+    assert not any(t.name.startswith("s4mi-curve") and t.is_alive() for t in threading.enumerate())

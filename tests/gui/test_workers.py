@@ -1,0 +1,35 @@
+"""Worker threads run below the GUI thread's priority (Linux), and give it back afterwards where allowed."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+import pytest
+
+pytest.importorskip("napari")
+
+from napari_s4mi.widgets.workers import BACKGROUND_NICENESS, background_priority  # noqa: E402
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux only")
+def test_background_priority_lowers_only_the_calling_thread():
+    seen = {}
+
+    def work():
+        tid = threading.get_native_id()
+        seen["before"] = os.getpriority(os.PRIO_PROCESS, tid)
+        with background_priority() as applied:
+            seen["applied"] = applied
+            seen["inside"] = os.getpriority(os.PRIO_PROCESS, tid)
+            seen["main"] = os.getpriority(os.PRIO_PROCESS, main_tid)
+
+    main_tid = threading.get_native_id()
+    main_before = os.getpriority(os.PRIO_PROCESS, main_tid)
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen["applied"]
+    assert seen["inside"] == min(seen["before"] + BACKGROUND_NICENESS, 19)
+    assert seen["main"] == main_before  # the GUI thread keeps its priority
