@@ -130,28 +130,41 @@ def _prediction(
 ) -> Iterator[SlideResult]:
     try:
         guard_against_llvm_clash()
-        from ..core.device import release_memory
-        from ..core.predictor import Predictor
-
-        predictor = Predictor(run_dir, which=which, device=device)
-        try:
-            for done, slide_id in enumerate(slide_ids, start=1):
-                if cancel.cancelled:
-                    return
-                with project.open_slide(slide_id) as slide:
-                    result = predictor.predict(slide)
-                labels = result.labels.astype("uint8", copy=False)
-                project.save_prediction(slide_id, labels, result.disagreement)
-                shown = slide_id == show_id
-                yield SlideResult(
-                    slide_id, done, len(slide_ids), labels if shown else None, result.disagreement if shown else None
-                )
-        finally:
-            device_used = predictor.device
-            del predictor
-            release_memory(device_used)
+        with background_priority():
+            yield from _predict_slides(project, run_dir, slide_ids, show_id, which, device, cancel)
     finally:
         finished.set()
+
+
+def _predict_slides(
+    project: Project,
+    run_dir: Path,
+    slide_ids: list[str],
+    show_id: str | None,
+    which: str,
+    device: str,
+    cancel: CancelToken,
+) -> Iterator[SlideResult]:
+    from ..core.device import release_memory
+    from ..core.predictor import Predictor
+
+    predictor = Predictor(run_dir, which=which, device=device)
+    try:
+        for done, slide_id in enumerate(slide_ids, start=1):
+            if cancel.cancelled:
+                return
+            with project.open_slide(slide_id) as slide:
+                result = predictor.predict(slide)
+            labels = result.labels.astype("uint8", copy=False)
+            project.save_prediction(slide_id, labels, result.disagreement)
+            shown = slide_id == show_id
+            yield SlideResult(
+                slide_id, done, len(slide_ids), labels if shown else None, result.disagreement if shown else None
+            )
+    finally:
+        device_used = predictor.device
+        del predictor
+        release_memory(device_used)
 
 
 def start_prediction(
