@@ -148,3 +148,19 @@ def test_bench_quick_everything(tmp_path) -> None:
     results = run_bench(("train", "iou", "slide", "memory"), quick=True, out=tmp_path)
     assert all("error" not in item for item in results["train"])
     assert "error" not in results["iou"] and "error" not in results["slide"]
+
+
+def test_peak_memory_is_the_measuring_process_own_not_its_parent():
+    """A child's ru_maxrss keeps the RSS of the process that forked it; the benchmark must not report that."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    ballast = np.ones(600 * 2**20, np.uint8)  # this (parent) process now holds > 600 MB
+    code = "from napari_s4mi.bench.memory import _rss_mb; print(_rss_mb())"
+    child_peak_mb = float(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
+    assert ballast.sum() == ballast.size
+    assert child_peak_mb < 300, f"the child reported {child_peak_mb:.0f} MiB: its parent's peak leaked in"

@@ -32,3 +32,29 @@ def test_restored_adam_moments_follow_channels_last_parameters(tmp_path):
     assert moments["exp_avg"].stride() == weight.stride() == net[0].weight.stride()
     assert torch.equal(moments["exp_avg"], optimizer.state[net[0].weight]["exp_avg"])
     _step(fresh_net, fresh_optimizer)  # fused Adam refuses moments whose layout differs from the parameter's
+
+
+def test_fp16_resume_goes_on_with_the_saved_loss_scale(sample_project):
+    """The GradScaler's scale and growth tracker are checkpointed: a resumed fp16 run does not restart at 2^16."""
+    import json
+
+    from conftest import tiny_config
+
+    from napari_s4mi.core.engine import train_segmentation
+    from napari_s4mi.core.events import CancelToken, Progress
+
+    run_dir = sample_project.root / "runs" / "fp16"
+    config = tiny_config(iterations=3, precision="fp16", val_every=100, checkpoint_every=100)
+    cancel = CancelToken()
+    for event in train_segmentation(sample_project, config, run_dir, cancel=cancel):
+        if isinstance(event, Progress):
+            cancel.cancel()
+    state_path = run_dir / "last" / "state.json"
+    state = json.loads(state_path.read_text())
+    assert state["step"] == 1 and state["scaler"]["scale"] > 0
+    state["scaler"]["scale"] = 1024.0  # as if many overflow steps had brought it down
+    state_path.write_text(json.dumps(state))
+    list(train_segmentation(sample_project, config, run_dir, resume=True))
+    final = json.loads(state_path.read_text())
+    assert final["step"] == 3
+    assert final["scaler"]["scale"] <= 1024.0  # restarted scaling would be back at 65536

@@ -110,6 +110,8 @@ def _run(project, config, run_dir, cancel, resume, init_from, data, method, devi
         state = ckpt.read_state(run_dir / LAST)
         ckpt.load_networks(run_dir / LAST, method.networks)
         ckpt.load_optimizers(run_dir / LAST, method.optimizers)
+        if "scaler" in state and method.scaler.is_enabled():  # fp16: go on with the loss scale reached
+            method.scaler.load_state_dict(state["scaler"])
         start_step, best = state["step"], state.get("best", best)
         yield Message(f"resuming {run_dir.name} at step {start_step} of {config.iterations}")
     else:
@@ -137,6 +139,8 @@ def _run(project, config, run_dir, cancel, resume, init_from, data, method, devi
 
     def save(kind: str, step: int) -> Checkpoint:
         state = {"step": step, "best": best, "predict_with": best["predict_with"], "method": config.method}
+        if method.scaler.is_enabled():
+            state["scaler"] = method.scaler.state_dict()
         return Checkpoint(ckpt.save_checkpoint(run_dir / kind, method.networks, method.optimizers, state), step, kind)
 
     step, step_time, started = start_step, None, time.perf_counter()
