@@ -132,6 +132,11 @@ def _gap_rows(gui: dict) -> list[tuple[str, ...]]:
         rows.append(
             (f"napari event loop, longest gap while {what}", f"{value:.0f} ms{count}", "", "", "< 50 ms", _verdict(ok))
         )
+    if "predict_click_ms" in gui:
+        clicks = f"{float(gui['start_click_ms']):.0f} ms / {float(gui['predict_click_ms']):.0f} ms"
+        rows.append(
+            ("Start / Predict click handlers (napari's activity dock adds a bar)", clicks, "", "", "reported", "—")
+        )
     rows.append(
         (
             "longest gap from Start to the first step (PyTorch loads; once a session)",
