@@ -92,7 +92,7 @@ def _rows(results: dict) -> list[tuple[str, str, str, str, str, str]]:
             rows.extend(_gap_rows(gui))
             rows.append(
                 (
-                    "final layer insertion, until its first paint",
+                    "final layer insertion + its first paint (one-off)",
                     f"{float(gui['final_insert_ms']):.0f} ms",
                     "",
                     "",

@@ -49,6 +49,17 @@ class EventLoopGaps(QObject):
         """The longest gap in milliseconds, leaving out excluded windows."""
         return max(self.kept_ms(), default=0.0)
 
+    def longest_at_s(self) -> float:
+        """When the longest kept gap began, in seconds after the first tick (NaN without gaps)."""
+        kept = [
+            (end - start, start)
+            for start, end in self.gaps
+            if not any(start <= x_end and end >= x_start for x_start, x_end in self.excluded)
+        ]
+        if not kept or not self.gaps:
+            return float("nan")
+        return max(kept)[1] - self.gaps[0][0]
+
     def count_over(self, limit_ms: float) -> int:
         """How many gaps (excluded windows left out) were longer than ``limit_ms``."""
         return sum(gap > limit_ms for gap in self.kept_ms())

@@ -8,6 +8,7 @@ really done, so closing the viewer can wait for the checkpoint without spinning 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 from napari.qt.threading import GeneratorWorker, thread_worker
 
 from ..core.config import SegConfig
-from ..core.events import CancelToken
+from ..core.events import CancelToken, Progress
 from ..core.project import Project
 
 
@@ -42,6 +43,26 @@ def guard_against_llvm_clash() -> bool:
 
 
 BACKGROUND_NICENESS = 10
+_startup_frozen = False
+
+
+def freeze_startup_objects() -> bool:
+    """Once per process, after a first training step (or predicted slide): collect, then move every object alive
+    now (napari's, torch's, nearly all alive for the whole session) out of the garbage collector's sight; True when
+    it froze now.
+
+    A full collection scans every tracked object while holding the GIL: with napari and torch loaded that froze the
+    GUI for ~0.5 s whenever a worker allocated heavily (building the networks of a Predictor). Afterwards
+    collections scan only newer objects. The price: objects alive now that later become cyclic garbage are not
+    reclaimed (at most the layers on show at the first Start). ``S4MI_GC_FREEZE=0`` turns this off.
+    """
+    global _startup_frozen
+    if _startup_frozen or os.environ.get("S4MI_GC_FREEZE", "1") == "0":
+        return False
+    _startup_frozen = True
+    gc.collect()
+    gc.freeze()
+    return True
 
 
 @contextlib.contextmanager
@@ -94,7 +115,10 @@ def _training(
         with background_priority():
             from ..core.engine import train_segmentation  # torch is imported here, off the GUI thread
 
-            yield from train_segmentation(project, config, run_dir, cancel=cancel, resume=resume)
+            for event in train_segmentation(project, config, run_dir, cancel=cancel, resume=resume):
+                if isinstance(event, Progress):  # after a first step: torch's lazy imports are done too
+                    freeze_startup_objects()
+                yield event
     finally:
         finished.set()
 
@@ -157,6 +181,7 @@ def _predict_slides(
                 result = predictor.predict(slide)
             labels = result.labels.astype("uint8", copy=False)
             project.save_prediction(slide_id, labels, result.disagreement)
+            freeze_startup_objects()  # no-op after the first time (normally done by a training run)
             shown = slide_id == show_id
             yield SlideResult(
                 slide_id, done, len(slide_ids), labels if shown else None, result.disagreement if shown else None

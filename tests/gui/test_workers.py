@@ -33,3 +33,18 @@ def test_background_priority_lowers_only_the_calling_thread():
     assert seen["applied"]
     assert seen["inside"] == min(seen["before"] + BACKGROUND_NICENESS, 19)
     assert seen["main"] == main_before  # the GUI thread keeps its priority
+
+
+def test_startup_objects_are_frozen_once_per_process_and_can_be_turned_off():
+    """Run in fresh interpreters: freezing is process-wide."""
+    import subprocess
+
+    code = (
+        "import gc; from napari_s4mi.widgets.workers import freeze_startup_objects as f; "
+        "first = f(); count = gc.get_freeze_count(); print(first, count > 1000, f())"
+    )
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert on.stdout.split() == ["True", "True", "False"]
+    env = {**os.environ, "S4MI_GC_FREEZE": "0"}
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert off.stdout.split() == ["False", "False", "False"]
