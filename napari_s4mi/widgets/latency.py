@@ -37,13 +37,17 @@ class EventLoopGaps(QObject):
             self.gaps.append((self._last, now))
         self._last = now
 
-    def kept_ms(self) -> list[float]:
-        """Every gap in milliseconds, leaving out excluded windows."""
+    def _kept(self) -> list[tuple[float, float]]:
+        """The (start, end) gaps outside the excluded windows."""
         return [
-            1000.0 * (end - start)
+            (start, end)
             for start, end in self.gaps
             if not any(start <= x_end and end >= x_start for x_start, x_end in self.excluded)
         ]
+
+    def kept_ms(self) -> list[float]:
+        """Every gap in milliseconds, leaving out excluded windows."""
+        return [1000.0 * (end - start) for start, end in self._kept()]
 
     def longest_ms(self) -> float:
         """The longest gap in milliseconds, leaving out excluded windows."""
@@ -51,14 +55,11 @@ class EventLoopGaps(QObject):
 
     def longest_at_s(self) -> float:
         """When the longest kept gap began, in seconds after the first tick (NaN without gaps)."""
-        kept = [
-            (end - start, start)
-            for start, end in self.gaps
-            if not any(start <= x_end and end >= x_start for x_start, x_end in self.excluded)
-        ]
-        if not kept or not self.gaps:
+        kept = self._kept()
+        if not kept:
             return float("nan")
-        return max(kept)[1] - self.gaps[0][0]
+        start = max(kept, key=lambda gap: gap[1] - gap[0])[0]
+        return start - self.gaps[0][0]
 
     def count_over(self, limit_ms: float) -> int:
         """How many gaps (excluded windows left out) were longer than ``limit_ms``."""

@@ -96,7 +96,7 @@ _switch_before = 0.005
 
 
 @contextlib.contextmanager
-def short_gil_switch(interval_s: float | None = None) -> Iterator[None]:
+def short_gil_switch() -> Iterator[None]:
     """While any worker runs, Python hands the GIL over every 0.5 ms instead of every 5 ms.
 
     Each time the GUI thread returns from a call that released the GIL (every OpenGL call while napari paints) it
@@ -108,7 +108,7 @@ def short_gil_switch(interval_s: float | None = None) -> Iterator[None]:
     with _switch_lock:
         if _switch_users == 0:
             _switch_before = sys.getswitchinterval()
-            sys.setswitchinterval(GIL_SWITCH_S if interval_s is None else interval_s)
+            sys.setswitchinterval(GIL_SWITCH_S)
         _switch_users += 1
     try:
         yield
@@ -117,6 +117,18 @@ def short_gil_switch(interval_s: float | None = None) -> Iterator[None]:
             _switch_users -= 1
             if _switch_users == 0:
                 sys.setswitchinterval(_switch_before)
+
+
+@contextlib.contextmanager
+def background_job(finished: threading.Event) -> Iterator[None]:
+    """The frame of every worker: no triton beside Mesa's LLVM, low priority, short GIL switches; ``finished``
+    set at the very end, whatever happened."""
+    try:
+        guard_against_llvm_clash()
+        with background_priority(), short_gil_switch():
+            yield
+    finally:
+        finished.set()
 
 
 @dataclass
@@ -140,17 +152,13 @@ class Job:
 def _training(
     project: Project, config: SegConfig, run_dir: Path, resume: bool, cancel: CancelToken, finished: threading.Event
 ) -> Iterator[Any]:
-    try:
-        guard_against_llvm_clash()
-        with background_priority(), short_gil_switch():
-            from ..core.engine import train_segmentation  # torch is imported here, off the GUI thread
+    with background_job(finished):
+        from ..core.engine import train_segmentation  # torch is imported here, off the GUI thread
 
-            for event in train_segmentation(project, config, run_dir, cancel=cancel, resume=resume):
-                if isinstance(event, Progress):  # after a first step: torch's lazy imports are done too
-                    freeze_startup_objects()
-                yield event
-    finally:
-        finished.set()
+        for event in train_segmentation(project, config, run_dir, cancel=cancel, resume=resume):
+            if isinstance(event, Progress):  # after a first step: torch's lazy imports are done too
+                freeze_startup_objects()
+            yield event
 
 
 def start_training(project: Project, config: SegConfig, run_dir: Path, resume: bool = False) -> Job:
@@ -182,44 +190,28 @@ def _prediction(
     cancel: CancelToken,
     finished: threading.Event,
 ) -> Iterator[SlideResult]:
-    try:
-        guard_against_llvm_clash()
-        with background_priority(), short_gil_switch():
-            yield from _predict_slides(project, run_dir, slide_ids, show_id, which, device, cancel)
-    finally:
-        finished.set()
+    with background_job(finished):
+        from ..core.device import release_memory
+        from ..core.predictor import Predictor
 
-
-def _predict_slides(
-    project: Project,
-    run_dir: Path,
-    slide_ids: list[str],
-    show_id: str | None,
-    which: str,
-    device: str,
-    cancel: CancelToken,
-) -> Iterator[SlideResult]:
-    from ..core.device import release_memory
-    from ..core.predictor import Predictor
-
-    predictor = Predictor(run_dir, which=which, device=device)
-    try:
-        for done, slide_id in enumerate(slide_ids, start=1):
-            if cancel.cancelled:
-                return
-            with project.open_slide(slide_id) as slide:
-                result = predictor.predict(slide)
-            labels = result.labels.astype("uint8", copy=False)
-            project.save_prediction(slide_id, labels, result.disagreement)
-            freeze_startup_objects()  # no-op after the first time (normally done by a training run)
-            shown = slide_id == show_id
-            yield SlideResult(
-                slide_id, done, len(slide_ids), labels if shown else None, result.disagreement if shown else None
-            )
-    finally:
-        device_used = predictor.device
-        del predictor
-        release_memory(device_used)
+        predictor = Predictor(run_dir, which=which, device=device)
+        try:
+            for done, slide_id in enumerate(slide_ids, start=1):
+                if cancel.cancelled:
+                    return
+                with project.open_slide(slide_id) as slide:
+                    result = predictor.predict(slide)
+                labels = result.labels.astype("uint8", copy=False)
+                project.save_prediction(slide_id, labels, result.disagreement)
+                freeze_startup_objects()  # no-op after the first time (normally done by a training run)
+                shown = slide_id == show_id
+                yield SlideResult(
+                    slide_id, done, len(slide_ids), labels if shown else None, result.disagreement if shown else None
+                )
+        finally:
+            device_used = predictor.device
+            del predictor
+            release_memory(device_used)
 
 
 def start_prediction(
