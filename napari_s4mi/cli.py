@@ -59,12 +59,18 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="which parts to run")
     bench.add_argument("--out", type=Path, help="folder for bench.md and bench.json")
     bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    bench.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="the engine's precision (auto: as training picks it; the plain baseline is always fp32)",
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.run import run_bench
 
-    run_bench(tuple(args.parts), quick=args.quick, out=args.out, device=args.device)
+    run_bench(tuple(args.parts), quick=args.quick, out=args.out, device=args.device, precision=args.precision)
     return 0
 
 

@@ -162,7 +162,8 @@ def markdown_table(results: dict) -> str:
         lines.append(
             f"{env.get('mode', '')} run, {env.get('date', '')}: {env.get('cpu', '')}, "
             f"{env.get('threads', '')} threads, "
-            f"torch {env.get('torch', '')}, device {env.get('device', '')}; load average at start/end "
+            f"torch {env.get('torch', '')}, device {env.get('device', '')}, engine precision "
+            f"{env.get('engine_precision', 'fp32')}; load average at start/end "
             f"{env.get('load_start', '')} / {env.get('load_end', '')}"
         )
     return "\n".join(lines)

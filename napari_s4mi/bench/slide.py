@@ -56,8 +56,9 @@ def write_run(run_dir: Path, config: SegConfig, seed: int = 0) -> None:
     ckpt.save_checkpoint(run_dir / "last", method.networks, method.optimizers, state)
 
 
-def slide_prediction(preset_name: str = "paper", reps: int = 3, device: str = "cpu") -> dict:
-    """Seconds per slide (mean of both networks' softmax, plus their disagreement), Predictor vs plain loop."""
+def slide_prediction(preset_name: str = "paper", reps: int = 3, device: str = "cpu", precision: str = "auto") -> dict:
+    """Seconds per slide (mean of both networks' softmax, plus their disagreement), Predictor (at `precision`)
+    vs the plain fp32 loop."""
     from ..core.engine import tiling_spec
     from ..core.predictor import Predictor
 
@@ -65,7 +66,7 @@ def slide_prediction(preset_name: str = "paper", reps: int = 3, device: str = "c
     slide = make_slide()
     with TemporaryDirectory(prefix="s4mi-bench-") as tmp:
         write_run(Path(tmp) / "run", config)
-        predictor = Predictor(Path(tmp) / "run", which="mean", device=device, precision="fp32")
+        predictor = Predictor(Path(tmp) / "run", which="mean", device=device, precision=precision)
         cnn, swin = build_pair(config.cnn, config.swin, 2, config.input_size)
         cnn.load_state_dict(predictor.method.networks["cnn"].state_dict())
         swin.load_state_dict(predictor.method.networks["swin"].state_dict())
@@ -86,6 +87,7 @@ def slide_prediction(preset_name: str = "paper", reps: int = 3, device: str = "c
     return {
         "preset": preset_name,
         "slide": f"{slide.shape[0]}x{slide.shape[1]}",
+        "precision": predictor.precision,
         "engine_s": engine_s,
         "plain_s": plain_s,
         "ratio": plain_s / engine_s,

@@ -7,6 +7,7 @@ from tempfile import TemporaryDirectory
 
 import torch
 
+from ..core.device import resolve_precision
 from ..core.models import count_parameters
 from .batches import bench_config, synthetic_batch
 from .plain import PlainCrossTeaching, build_pair
@@ -17,14 +18,18 @@ def _pair_params(networks: dict[str, torch.nn.Module]) -> dict[str, int]:
     return {name: count_parameters(net) for name, net in networks.items()}
 
 
-def throughput(preset_name: str, reps: int = 3, device: str = "cpu", overrides: dict | None = None) -> dict:
-    """s/step of the engine's cross-teaching `train_step` and of the plain step, same batch, interleaved."""
+def throughput(
+    preset_name: str, reps: int = 3, device: str = "cpu", overrides: dict | None = None, precision: str = "auto"
+) -> dict:
+    """s/step of the engine's cross-teaching `train_step` (at `precision`, resolved as the engine resolves it)
+    and of the plain fp32 step, same batch, interleaved."""
     from ..core.methods import make_method
 
     config = bench_config(preset_name, device=device, **(overrides or {}))
     x_l, y_l, x_u = synthetic_batch(config, device=device)
+    engine_precision = resolve_precision(precision, torch.device(device))
     torch.manual_seed(0)
-    method = make_method(config, 2, torch.device(device), "fp32")
+    method = make_method(config, 2, torch.device(device), engine_precision)
     torch.manual_seed(0)
     cnn, swin = build_pair(config.cnn, config.swin, 2, config.input_size)
     plain = PlainCrossTeaching(cnn.to(device), swin.to(device), config.lr, config.weight_decay)
@@ -43,6 +48,7 @@ def throughput(preset_name: str, reps: int = 3, device: str = "cpu", overrides: 
     return {
         "preset": preset_name,
         "batch": f"{config.labeled_batch}+{config.unlabeled_batch} at {config.input_size}",
+        "precision": engine_precision,
         "engine_s": engine_s,
         "plain_s": plain_s,
         "ratio": plain_s / engine_s,
@@ -63,9 +69,12 @@ class _PlainAsMethod:
         return self.plain.probabilities(x)
 
 
-def validation_iou(seeds: tuple[int, ...] = (0, 1), steps: int = 100, device: str = "cpu") -> dict:
-    """Train engine and plain step `steps` steps from the same seed and batches on the bundled sample project
-    (cpu-small), then score both on its validation slides (pooled foreground IoU of the mean prediction)."""
+def validation_iou(
+    seeds: tuple[int, ...] = (0, 1), steps: int = 100, device: str = "cpu", precision: str = "auto"
+) -> dict:
+    """Train engine (at `precision`) and plain fp32 step `steps` steps from the same seed and batches on the
+    bundled sample project (cpu-small), then score both on its validation slides (pooled foreground IoU of the
+    mean prediction)."""
     from ..core.data import TwoStreamSampler, normalise_batch
     from ..core.engine import evaluate, prepare_data
     from ..core.losses import consistency_weight
@@ -80,7 +89,7 @@ def validation_iou(seeds: tuple[int, ...] = (0, 1), steps: int = 100, device: st
             data = prepare_data(project, config)
             dev = torch.device(device)
             torch.manual_seed(seed)
-            method = make_method(config, len(project.classes), dev, "fp32")
+            method = make_method(config, len(project.classes), dev, resolve_precision(precision, dev))
             torch.manual_seed(seed)
             pair = build_pair(config.cnn, config.swin, len(project.classes), config.input_size)
             plain = PlainCrossTeaching(pair[0].to(dev), pair[1].to(dev), config.lr, config.weight_decay)
@@ -106,6 +115,7 @@ def validation_iou(seeds: tuple[int, ...] = (0, 1), steps: int = 100, device: st
     noise = max(max(spread), 0.02)
     return {
         "seeds": list(seeds),
+        "precision": resolve_precision(precision, torch.device(device)),
         "steps": steps,
         "engine": results["engine"],
         "plain": results["plain"],
