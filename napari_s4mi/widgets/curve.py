@@ -13,9 +13,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from qtpy.QtCore import QSize, Qt, QTimer, Signal
-from qtpy.QtGui import QImage, QPixmap, QResizeEvent
-from qtpy.QtWidgets import QLabel, QSizePolicy
+from qtpy.QtCore import QPoint, QSize, QTimer, Signal
+from qtpy.QtGui import QImage, QPainter, QPaintEvent, QResizeEvent
+from qtpy.QtWidgets import QSizePolicy, QWidget
 
 REDRAW_EVERY_S = 1.0
 MAX_POINTS = 2000  # longer loss curves are drawn as the means of MAX_POINTS bins
@@ -69,7 +69,7 @@ def render(data: CurveData) -> QImage:
     return image
 
 
-class TrainingCurve(QLabel):
+class TrainingCurve(QWidget):
     """Loss (left axis) and validation IoU (right axis) against the step, drawn off the GUI thread."""
 
     drawn = Signal(object, object)  # (QImage or None, the CurveData drawn), emitted from the drawing thread
@@ -78,7 +78,7 @@ class TrainingCurve(QLabel):
         super().__init__()
         self.setMinimumSize(QSize(240, 180))
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._image: QImage | None = None
         self.steps: list[int] = []
         self.losses: list[float] = []
         self.val_steps: list[int] = []
@@ -127,7 +127,20 @@ class TrainingCurve(QLabel):
 
     # --------------------------------------------------------------------------------------------- drawing
 
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API; not the pixmap's size, which follows the widget's)
+    def image(self) -> QImage | None:
+        """The drawing on show (None before the first)."""
+        return self._image
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt API)
+        if self._image is None:
+            return
+        size = self._image.deviceIndependentSize()
+        corner = QPoint(int((self.width() - size.width()) / 2), int((self.height() - size.height()) / 2))
+        painter = QPainter(self)
+        painter.drawImage(corner, self._image)
+        painter.end()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API; not the drawing's size, which follows the widget's)
         return QSize(400, 240)
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
@@ -183,7 +196,8 @@ class TrainingCurve(QLabel):
 
     def _show_image(self, image: QImage | None, data: CurveData) -> None:
         if image is not None:
-            self.setPixmap(QPixmap.fromImage(image))
+            self._image = image
+            self.update()  # this rectangle only: the dock's layout is untouched
             self.redraws += 1
             self.shown_steps = len(data.steps)
         if self._dirty:

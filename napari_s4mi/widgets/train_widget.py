@@ -10,13 +10,14 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtGui import QShowEvent
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.config import SegConfig
 from ..core.errors import S4MIError
 from ..core.events import Checkpoint, Done, Message, Progress, Validation
 from ..core.runs import list_runs, read_run_config
 from .curve import TrainingCurve
+from .quiet import StatusText, set_progress
 from .session import report, session_for
 from .train_form import TrainForm
 from .workers import Job, start_training
@@ -46,11 +47,8 @@ class TrainWidget(QWidget):
         self.stop_button = QPushButton("Stop")
         self.resume_button = QPushButton("Resume")
         self.progress_bar = QProgressBar()
-        self.status = QLabel("idle")
-        self.status.setWordWrap(True)
         # a fixed box: a new step's text never re-lays out the dock (and so never resizes napari's canvas)
-        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.status.setFixedHeight(3 * self.status.fontMetrics().lineSpacing())
+        self.status = StatusText("idle", lines=3)
         self.curve = TrainingCurve()
         layout = QVBoxLayout(self)
         layout.addWidget(self.form)
@@ -188,7 +186,7 @@ class TrainWidget(QWidget):
         if event is None or event.step == self._shown_step and not final:
             return
         self._shown_step = event.step
-        self.progress_bar.setValue(event.step)
+        set_progress(self.progress_bar, event.step)
         self.status.setText(f"step {event.step}/{event.total} · loss {event.loss:.3f} · ETA {_eta(event.eta_s)}")
         if final:
             self._show_activity()

@@ -42,7 +42,7 @@ def test_curve_is_drawn_on_a_helper_thread_and_shown(qtbot, monkeypatch):
     qtbot.waitUntil(lambda: widget.shown_steps == 3000, timeout=20_000)  # the latest data ends up drawn
     assert drawing_threads and all(t is not threading.main_thread() for t in drawing_threads)
     assert len(drawing_threads) < 3001 / 10  # throttled: not one drawing per step
-    image = widget.pixmap().toImage()
+    image = widget.image()
     assert image.width() >= 240 and image.height() >= 180
     # the drawing holds the loss line (tab:blue pixels), not a blank canvas
     image = image.convertToFormat(image.Format.Format_RGBA8888)
