@@ -166,3 +166,25 @@ def test_peak_memory_is_the_measuring_process_own_not_its_parent():
     )
     assert ballast.sum() == ballast.size
     assert child_peak_mb < 300, f"the child reported {child_peak_mb:.0f} MiB: its parent's peak leaked in"
+
+
+def test_table_reports_the_gui_rows() -> None:
+    from napari_s4mi.bench.report import markdown_table
+
+    gui = {
+        "train_max_gap_ms": 480.0,
+        "train_steady_max_gap_ms": 32.5,
+        "train_steady_gaps_over_50ms": 0,
+        "train_gui_s_per_step": 1.71,
+        "predict_max_gap_ms": 61.0,
+        "predict_gaps_over_50ms": 1,
+        "final_insert_ms": 300.0,
+        "start_click_ms": 120.0,
+        "predict_click_ms": 80.0,
+        "slide": "1408x1876",
+    }
+    table = markdown_table({"gui": gui})
+    assert "| napari event loop, longest gap while training (after its first step) | 32 ms (0 gaps > 50 ms) |" in table
+    assert "longest gap while predicting | 61 ms (1 gaps > 50 ms) |  |  | < 50 ms | MISS |" in table
+    assert "training step inside napari, `cpu-small` (1408x1876 slides; after the first) | 1.71 s/step |" in table
+    assert "| longest gap from Start to the first step (PyTorch loads; once a session) | 480 ms |" in table

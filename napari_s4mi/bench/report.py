@@ -137,6 +137,17 @@ def _gap_rows(gui: dict) -> list[tuple[str, ...]]:
         rows.append(
             ("Start / Predict click handlers (napari's activity dock adds a bar)", clicks, "", "", "reported", "—")
         )
+    if "train_gui_s_per_step" in gui:
+        rows.append(
+            (
+                f"training step inside napari, `cpu-small` ({gui['slide']} slides; after the first)",
+                f"{float(gui['train_gui_s_per_step']):.2f} s/step",
+                "",
+                "",
+                "reported",
+                "—",
+            )
+        )
     rows.append(
         (
             "longest gap from Start to the first step (PyTorch loads; once a session)",

@@ -3,8 +3,9 @@
 Opens a shown viewer with the widgets, trains cross-teaching (cpu-small) from the Train widget and predicts a
 1408×1876 slide from the Predict widget while a 5 ms timer measures the event loop's longest gap. Prints one
 JSON line: train_max_gap_ms (from Start, PyTorch loading included), train_steady_max_gap_ms (after the first
-step), predict_max_gap_ms (after the Predict click's handler, without the final layer insertion), final_insert_ms,
-and the two click handlers' durations (start_click_ms, predict_click_ms: napari's activity dock adds a bar there).
+step), train_gui_s_per_step (seconds per training step after the first, as the GUI saw them), predict_max_gap_ms
+(after the Predict click's handler, without the final layer insertion), final_insert_ms, and the two click
+handlers' durations (start_click_ms, predict_click_ms: napari's activity dock adds a bar there).
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def run(iterations: int, device: str) -> dict:
             "train_steady_max_gap_ms": round(steady.longest_ms(), 1),
             "train_steady_gaps_over_50ms": steady.count_over(50.0),
             "train_steady_seconds": round(sum(steady.kept_ms()) / 1000.0, 1),
+            "train_gui_s_per_step": round(sum(steady.kept_ms()) / 1000.0 / max(iterations - 1, 1), 2),
             "predict_max_gap_ms": round(predict_gaps.longest_ms(), 1),
             "predict_gaps_over_50ms": predict_gaps.count_over(50.0),
             "predict_longest_at_s": round(predict_gaps.longest_at_s(), 2),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtGui import QShowEvent
 from qtpy.QtWidgets import (
@@ -23,6 +22,7 @@ from qtpy.QtWidgets import (
 from ..core.config import DEVICES, PREDICT_WITH
 from ..core.errors import S4MIError
 from ..core.runs import list_runs
+from .quiet import ActivityBar
 from .session import report, session_for
 from .workers import Job, SlideResult, start_prediction
 
@@ -68,7 +68,7 @@ class PredictWidget(QWidget):
         self.last_error: str | None = None
         self.predicted: list[str] = []
         self.insert_windows: list[tuple[float, float]] = []  # (start, end) of adding result layers, for the bench
-        self._pbar: progress | None = None
+        self._pbar: ActivityBar | None = None
         self.refresh_runs()
 
     def _build_layout(self) -> None:
@@ -147,7 +147,7 @@ class PredictWidget(QWidget):
         worker.finished.connect(self._on_finished)
         self.progress_bar.setRange(0, len(slides))
         self.progress_bar.setValue(0)
-        self._pbar = progress(total=len(slides), desc="S4MI prediction")
+        self._pbar = ActivityBar(self.window(), total=len(slides), desc="S4MI prediction")
         self.status.setText(f"predicting {len(slides)} slide(s)…")
         self._update_buttons(running=True)
         worker.start()

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtGui import QShowEvent
@@ -17,7 +16,7 @@ from ..core.errors import S4MIError
 from ..core.events import Checkpoint, Done, Message, Progress, Validation
 from ..core.runs import list_runs, read_run_config
 from .curve import TrainingCurve
-from .quiet import StatusText, set_progress
+from .quiet import ActivityBar, StatusText, set_progress
 from .session import report, session_for
 from .train_form import TrainForm
 from .workers import Job, start_training
@@ -69,7 +68,7 @@ class TrainWidget(QWidget):
         self.run_dir: Path | None = None
         self.last_done: Done | None = None
         self.last_error: str | None = None
-        self._pbar: progress | None = None
+        self._pbar: ActivityBar | None = None
         self._stop_asked: float | None = None
         self._last_progress: float | None = None
         self.longest_step_s = 0.0  # between two Progress events, as the GUI saw them
@@ -149,7 +148,7 @@ class TrainWidget(QWidget):
         if not resume:
             self.curve.clear()
         self.progress_bar.setRange(0, config.iterations)
-        self._pbar = progress(total=config.iterations, desc=f"S4MI {config.method}")
+        self._pbar = ActivityBar(self.window(), total=config.iterations, desc=f"S4MI {config.method}")
         self.status.setText(f"{'resuming' if resume else 'starting'} {run_dir.name} (loading data and models)…")
         self._update_buttons(running=True)
         worker.start()

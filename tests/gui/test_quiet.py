@@ -11,7 +11,13 @@ from qtpy.QtCore import QEvent, QObject  # noqa: E402 (after the skip)
 from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget  # noqa: E402
 
 from napari_s4mi.widgets.curve import TrainingCurve  # noqa: E402
-from napari_s4mi.widgets.quiet import StatusText, set_progress  # noqa: E402
+from napari_s4mi.widgets.quiet import (  # noqa: E402
+    SPINNER_SPEED_PERCENT,
+    ActivityBar,
+    StatusText,
+    set_progress,
+    window_movies,
+)
 
 
 class EventCounter(QObject):
@@ -75,3 +81,20 @@ def test_progress_is_painted_by_the_event_loop_not_at_once(qtbot, dock):
     painted = paints.count
     bar.setValue(70)  # the control: QProgressBar.setValue repaints synchronously
     assert paints.count > painted
+
+
+def test_napari_spinner_turns_slowly_while_activity_bars_are_open(s4mi_viewer, qtbot):
+    viewer, widgets = s4mi_viewer
+    window = widgets["Train"].window()
+    spinners = window_movies(window)
+    assert spinners, "napari's status bar has an animated 'in progress' spinner"
+    training = ActivityBar(window, total=10, desc="S4MI test training")
+    predicting = ActivityBar(window, total=3, desc="S4MI test prediction")
+    assert {movie.speed() for movie in spinners} == {SPINNER_SPEED_PERCENT}
+    training.update(4)
+    assert training.n == 4
+    training.close()
+    training.close()  # closing twice counts once
+    assert {movie.speed() for movie in spinners} == {SPINNER_SPEED_PERCENT}  # a bar is still open
+    predicting.close()
+    assert {movie.speed() for movie in spinners} == {100}
