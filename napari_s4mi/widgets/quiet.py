@@ -10,6 +10,8 @@ second: there it took ~60% of the GUI thread (and of a core the training needs) 
 
 from __future__ import annotations
 
+import weakref
+
 from napari.utils import progress
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtGui import QMovie, QPainter, QPaintEvent
@@ -72,7 +74,7 @@ class ActivityBar:
     _open = 0  # bars open in this process
 
     def __init__(self, window: QWidget, total: int, desc: str):
-        self.window = window
+        self._window = weakref.ref(window)  # never keeps a closing napari window alive
         self.bar = progress(total=total, desc=desc)
         ActivityBar._open += 1
         self._set_spinner_speed()
@@ -95,5 +97,9 @@ class ActivityBar:
 
     def _set_spinner_speed(self) -> None:
         speed = SPINNER_SPEED_PERCENT if ActivityBar._open > 0 else 100
-        for movie in window_movies(self.window):
-            movie.setSpeed(speed)
+        window = self._window()
+        try:
+            for movie in window_movies(window) if window is not None else []:
+                movie.setSpeed(speed)
+        except RuntimeError:  # the window was deleted meanwhile (napari closing)
+            pass
