@@ -143,7 +143,7 @@ def run_bench(
     if "startup" in parts:
         from .startup import startup_time
 
-        results["startup"] = _guarded("napari start-up", lambda: startup_time(reps=1))
+        results["startup"] = _guarded("napari start-up", lambda: startup_time(reps=3))
     if "gui" in parts:
         from .gui import gui_latency
 
