@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import statistics
 import tempfile
@@ -109,7 +110,7 @@ def train(project: Project, config: SegConfig, run_dir: Path, resume: bool = Fal
     return row
 
 
-def failing_run(project: Project, config: SegConfig, run_dir: Path) -> Row:
+def failing_run(project: Project, config: SegConfig, run_dir: Path, fail_at: int = 3) -> Row:
     """A run that fails mid-way (as an OOM or NaN loss does, raised inside the loop): memory after the error."""
     device = config.device
     gc.collect()
@@ -119,7 +120,7 @@ def failing_run(project: Project, config: SegConfig, run_dir: Path) -> Row:
         for event in events:
             if isinstance(event, Progress):
                 steps += 1
-                if steps == 3:
+                if steps == fail_at:
                     events.throw(RuntimeError("simulated failure inside the training loop"))
     except RuntimeError as exc:
         error = str(exc)
@@ -226,6 +227,7 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=None)
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # says when a step is captured
     device, n = args.device, args.iterations
     precisions = args.precisions or supported_precisions(device)
     root = args.out or Path(tempfile.mkdtemp(prefix="s4mi-cuda-"))
@@ -240,9 +242,11 @@ def main() -> None:
     training: list[Row] = []
     for name in args.presets:
         variants: list[tuple[str, dict[str, Any]]] = [(p, {}) for p in precisions]
+        variants += [(p, {"cuda_graphs": False}) for p in precisions if p != "fp16"]  # the eager step, for comparison
         variants.append((precisions[-1], {"memory_saving": True, "fused_attention": True}))
         for precision, extra in variants:
-            label = f"{name}/{precision}" + ("+ckpt+sdpa" if extra else "")
+            label = f"{name}/{precision}" + ("+ckpt+sdpa" if "memory_saving" in extra else "")
+            label += "+eager" if extra.get("cuda_graphs") is False else ""
             print(f"train {label}", flush=True)
             row = train(project, config(name, precision, **extra), root / "runs" / label.replace("/", "-"))
             training.append({"run": label} | row)
@@ -262,6 +266,14 @@ def main() -> None:
     resumed = train(project, config(name, precision, 2 * n), runs / "cancelled", resume=True)
     resumed["finished"] = resumed.get("steps") == 2 * n and resumed.get("cancelled") is False
     lifecycle.append({"case": "resume the cancelled run"} | resumed)
+    if "bf16" in precisions:  # the same life cycle with the captured CUDA-graph step
+        graphed = train(project, config(name, "bf16", 2 * n), runs / "graphed", cancel_after=n // 2)
+        lifecycle.append({"case": f"bf16 (CUDA graph): cancel token at step {n // 2}"} | graphed)
+        failed = failing_run(project, config(name, "bf16", 2 * n), runs / "failed-graphed", fail_at=6)
+        lifecycle.append({"case": "bf16 (CUDA graph): error inside the loop at step 6"} | failed)
+        resumed = train(project, config(name, "bf16", 2 * n), runs / "graphed", resume=True)
+        resumed["finished"] = resumed.get("steps") == 2 * n and resumed.get("cancelled") is False
+        lifecycle.append({"case": "bf16 (CUDA graph): resume the cancelled run"} | resumed)
 
     print("predict", flush=True)
     slide_path = make_large_slide(root)

@@ -147,3 +147,26 @@ def test_supervised_baseline_trains_one_network(sample_project, tmp_path):
         "cnn.safetensors",
         "optimizer.safetensors",
     ]
+
+
+def test_prefetched_batches_are_the_sampler_batches(sample_project):
+    import threading
+
+    from napari_s4mi.core.data import PrefetchedBatches, TwoStreamSampler
+
+    config = tiny_config()
+    data = prepare_data(sample_project, config)
+    sampler = TwoStreamSampler(data.labeled, data.unlabeled, 7, config.augment, config.max_angle)
+    batches = PrefetchedBatches(sampler, 2, 2, end_step=6)
+    drawn_on = []
+    real_batch = sampler.batch
+    sampler.batch = lambda *args: drawn_on.append(threading.current_thread().name) or real_batch(*args)
+    try:
+        for step in (0, 1, 2, 4, 5):  # 4 after 2: a jump (as on resume) is drawn in line, then prefetching goes on
+            got = batches.get(step)
+            expected = real_batch(step, 2, 2)
+            assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)), f"step {step}"
+    finally:
+        batches.close()
+    assert any(name.startswith("s4mi-batches") for name in drawn_on)  # the next batches came from the helper
+    assert not any(t.name.startswith("s4mi-batches") and t.is_alive() for t in threading.enumerate())

@@ -8,6 +8,7 @@ from tempfile import TemporaryDirectory
 import torch
 
 from ..core.device import resolve_precision
+from ..core.methods.captured import WARMUP_STEPS
 from ..core.models import count_parameters
 from .batches import bench_config, synthetic_batch
 from .plain import PlainCrossTeaching, build_pair
@@ -43,10 +44,13 @@ def throughput(
         plain.train_step(x_l, y_l, x_u, 1.0)
         sync()
 
-    t_engine, t_plain = interleaved(engine_step, plain_step, reps)
+    # on CUDA the engine's first steps warm up and capture its graph (once a run): keep them out of the timing
+    warmup = WARMUP_STEPS + 2 if device == "cuda" else 1
+    t_engine, t_plain = interleaved(engine_step, plain_step, reps, warmup=warmup)
     engine_s, plain_s = median(t_engine), median(t_plain)
     return {
         "preset": preset_name,
+        "captured": method.captured,
         "batch": f"{config.labeled_batch}+{config.unlabeled_batch} at {config.input_size}",
         "precision": engine_precision,
         "engine_s": engine_s,

@@ -64,6 +64,7 @@ class SegConfig:
     fused_optimizer: bool = True  # one fused multi-threaded Adam kernel per network (CPU and CUDA)
     fused_attention: bool = False  # Swin window attention through scaled_dot_product_attention
     memory_saving: bool = False  # CPUs only: activation checkpointing, heap returned promptly (paper: on)
+    cuda_graphs: bool = True  # CUDA, bf16/fp32: forward + backward replayed from one captured graph per step
     cnn: dict[str, Any] = field(default_factory=lambda: _unet("resnet18"))
     swin: dict[str, Any] = field(default_factory=lambda: _swin(48, (2, 4, 8, 16)))
 

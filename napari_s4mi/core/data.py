@@ -6,6 +6,7 @@ opened, so hidden labels cannot leak into the unlabeled stream.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,3 +164,29 @@ class TwoStreamSampler:
         blank = np.zeros(u_images.shape[:3], np.uint8)
         u_images, _ = self._augment(u_images, blank, rng)
         return images, masks, u_images
+
+
+class PrefetchedBatches:
+    """A sampler's batches, each next step's drawn and augmented on a helper thread while the current step trains
+    (the sampler is seeded by step, so the batches are the same as drawn in line). On a GPU whose step replays in
+    ~30 ms, drawing a `paper` batch (~50-90 ms of NumPy) in line would dominate the step."""
+
+    def __init__(self, sampler: TwoStreamSampler, n_labeled: int, n_unlabeled: int, end_step: int):
+        self.sampler, self.sizes, self.end_step = sampler, (n_labeled, n_unlabeled), end_step
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s4mi-batches")
+        self._pending: tuple[int, Future] | None = None
+
+    def get(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batch of ``step``; the one of ``step + 1`` starts being drawn."""
+        if self._pending is not None and self._pending[0] == step:
+            batch = self._pending[1].result()
+        else:
+            batch = self.sampler.batch(step, *self.sizes)
+        self._pending = None
+        if step + 1 < self.end_step:
+            self._pending = (step + 1, self._pool.submit(self.sampler.batch, step + 1, *self.sizes))
+        return batch
+
+    def close(self) -> None:
+        """Wait for the batch in flight (if any) and end the helper thread."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -51,11 +51,11 @@ def use_channels_last(device: torch.device, precision: str) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and precision != "fp32")
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context for a precision; a no-op for fp32."""
+def autocast(device: torch.device, precision: str, cache: bool = True) -> contextlib.AbstractContextManager:
+    """The autocast context for a precision; a no-op for fp32. CUDA graph capture needs ``cache=False``."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision], cache_enabled=cache)
 
 
 def return_freed_memory_promptly() -> bool:
@@ -83,6 +83,9 @@ def release_memory(device: torch.device) -> None:
         return
     gc.collect()
     if device.type == "cuda":
+        clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+        if clear_workspaces is not None:  # cuBLAS keeps a workspace per stream it met, allocated through torch
+            clear_workspaces()
         torch.cuda.empty_cache()
     elif device.type == "mps":
         torch.mps.empty_cache()

@@ -16,7 +16,16 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import SegConfig
-from .data import DataPlan, TileSet, TwoStreamSampler, is_colour, load_tiles, normalise_batch, plan_data
+from .data import (
+    DataPlan,
+    PrefetchedBatches,
+    TileSet,
+    TwoStreamSampler,
+    is_colour,
+    load_tiles,
+    normalise_batch,
+    plan_data,
+)
 from .device import is_out_of_memory, release_memory, resolve_device, resolve_precision
 from .errors import InputError, TrainingError
 from .events import CancelToken, Checkpoint, Done, Event, Message, Progress, Validation
@@ -98,8 +107,7 @@ def train_segmentation(
         yield from _run(project, config, run_dir, cancel, resume, init_from, data, method, device, precision)
     finally:
         # an error's traceback still holds `method`: drop its tensors explicitly so the GPU memory goes now
-        method.networks.clear()
-        method.optimizers.clear()
+        method.close()
         del method
         release_memory(device)
 
@@ -143,55 +151,60 @@ def _run(project, config, run_dir, cancel, resume, init_from, data, method, devi
             state["scaler"] = method.scaler.state_dict()
         return Checkpoint(ckpt.save_checkpoint(run_dir / kind, method.networks, method.optimizers, state), step, kind)
 
-    step, step_time, started = start_step, None, time.perf_counter()
-    while step < config.iterations:
-        if cancel.cancelled:
-            yield save(LAST, step)
-            yield Done(run_dir, step, cancelled=True, best=best)
-            return
-        tick = time.perf_counter()
-        torch.manual_seed(config.seed * 1_000_003 + step)
-        try:
-            images, masks, u_images = sampler.batch(step, config.labeled_batch, n_unlabeled)
-            x_l = normalise_batch(images, data.red_norm, device)
-            y_l = torch.from_numpy(masks).to(device).long()
-            x_u = normalise_batch(u_images, data.red_norm, device)
-            parts = method.train_step(step, x_l, y_l, x_u)
-        except Exception as exc:
-            if is_out_of_memory(exc):
+    # the next step's batch is drawn and augmented on a helper thread while this one trains
+    batches = PrefetchedBatches(sampler, config.labeled_batch, n_unlabeled, config.iterations)
+    try:
+        step, step_time, started = start_step, None, time.perf_counter()
+        while step < config.iterations:
+            if cancel.cancelled:
+                yield save(LAST, step)
+                yield Done(run_dir, step, cancelled=True, best=best)
+                return
+            tick = time.perf_counter()
+            torch.manual_seed(config.seed * 1_000_003 + step)
+            try:
+                images, masks, u_images = batches.get(step)
+                x_l = normalise_batch(images, data.red_norm, device)
+                y_l = torch.from_numpy(masks).to(device).long()
+                x_u = normalise_batch(u_images, data.red_norm, device)
+                parts = method.train_step(step, x_l, y_l, x_u)
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    raise TrainingError(
+                        f"out of memory at step {step} (batch {config.labeled_batch}+{n_unlabeled}, input "
+                        f"{config.input_size} px): lower the batch or input size, or use --precision bf16; the "
+                        f"last checkpoint in {run_dir / LAST} is kept"
+                    ) from exc
+                raise
+            if not np.isfinite(parts["loss"]):
                 raise TrainingError(
-                    f"out of memory at step {step} (batch {config.labeled_batch}+{n_unlabeled}, input "
-                    f"{config.input_size} px): lower the batch or input size, or use --precision bf16; the "
-                    f"last checkpoint in {run_dir / LAST} is kept"
-                ) from exc
-            raise
-        if not np.isfinite(parts["loss"]):
-            raise TrainingError(
-                f"the loss became {parts['loss']} at step {step}: lower the learning rate (--lr) or check the "
-                f"masks; the last checkpoint in {run_dir / LAST} is kept"
+                    f"the loss became {parts['loss']} at step {step}: lower the learning rate (--lr) or check the "
+                    f"masks; the last checkpoint in {run_dir / LAST} is kept"
+                )
+            step += 1
+            elapsed = time.perf_counter() - tick
+            step_time = elapsed if step_time is None else 0.9 * step_time + 0.1 * elapsed
+            loss = parts.pop("loss")
+            record = {"step": step, "loss": loss, **parts, "time": round(time.perf_counter() - started, 3)}
+            yield Progress(
+                step, config.iterations, loss, parts, parts.get("lr", 0.0), step_time * (config.iterations - step)
             )
-        step += 1
-        elapsed = time.perf_counter() - tick
-        step_time = elapsed if step_time is None else 0.9 * step_time + 0.1 * elapsed
-        loss = parts.pop("loss")
-        record = {"step": step, "loss": loss, **parts, "time": round(time.perf_counter() - started, 3)}
-        yield Progress(
-            step, config.iterations, loss, parts, parts.get("lr", 0.0), step_time * (config.iterations - step)
-        )
-        if data.val is not None and (step % config.val_every == 0 or step == config.iterations):
-            metrics = evaluate(method, data.val, data.red_norm)
-            name, score = _best_choice(metrics)
-            improved = score > best["score"]
-            if improved:
-                best = {"score": score, "predict_with": name, "step": step, **metrics}
-            record.update(metrics)
-            yield Validation(step, metrics, improved)
-            if improved:
-                yield save(BEST, step)
-        append_metrics(run_dir, record)
-        if step % config.checkpoint_every == 0 or step == config.iterations:
-            yield save(LAST, step)
-    yield Done(run_dir, step, cancelled=False, best=best)
+            if data.val is not None and (step % config.val_every == 0 or step == config.iterations):
+                metrics = evaluate(method, data.val, data.red_norm)
+                name, score = _best_choice(metrics)
+                improved = score > best["score"]
+                if improved:
+                    best = {"score": score, "predict_with": name, "step": step, **metrics}
+                record.update(metrics)
+                yield Validation(step, metrics, improved)
+                if improved:
+                    yield save(BEST, step)
+            append_metrics(run_dir, record)
+            if step % config.checkpoint_every == 0 or step == config.iterations:
+                yield save(LAST, step)
+        yield Done(run_dir, step, cancelled=False, best=best)
+    finally:
+        batches.close()
 
 
 def load_run_config(run_dir: Path) -> SegConfig:

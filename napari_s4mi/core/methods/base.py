@@ -11,6 +11,7 @@ from ..config import SegConfig
 from ..device import autocast, return_freed_memory_promptly, use_channels_last
 from ..models import ModelSpec, WeightsReport, build_model
 from ..models.memory import set_unet_memory_saving
+from .captured import CapturedStep
 
 
 def build_network(spec: dict, num_classes: int, img_size: int, weights: str | None = None):
@@ -38,6 +39,7 @@ class SegMethod:
         self.device = device
         self.precision = precision
         self.networks: dict[str, nn.Module] = {}
+        self._capture: CapturedStep | bool | None = None  # None: not decided yet; False: eager steps
         self.reports: list[WeightsReport] = []
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.channels_last = use_channels_last(device, precision)
@@ -77,28 +79,77 @@ class SegMethod:
             return self.config.lr
         return 0.5 * self.config.lr * (1.0 + math.cos(math.pi * step / self.config.iterations))
 
-    def losses(self, step: int, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> dict[str, torch.Tensor]:
+    def step_scalars(self, step: int) -> dict[str, float]:
+        """Per-step numbers the losses use (cross-teaching: λ(t)); tensors of a captured graph on CUDA."""
+        return {}
+
+    def losses(
+        self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, scalars: dict[str, float | torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def forward_losses(
+        self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, scalars: dict, cache: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Train-mode forward of every network and the losses, under the method's autocast."""
+        with autocast(self.device, self.precision, cache=cache):
+            return self.losses(x_l, y_l, x_u, scalars)
+
     def train_step(self, step: int, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> dict[str, float]:
-        """One optimisation step of every network; returns the loss and its parts as floats."""
+        """One optimisation step of every network; returns the loss and its parts as floats. A non-finite loss
+        updates nothing."""
         lr = self.learning_rate(step)
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
         for net in self.networks.values():
             net.train()
-        with autocast(self.device, self.precision):
-            parts = self.losses(step, x_l, y_l, x_u)
-        loss = parts["loss"]
-        if not torch.isfinite(loss):
-            return {k: float(v.detach()) for k, v in parts.items()}
-        self.scaler.scale(loss).backward()
+        scalars = self.step_scalars(step)
+        captured = self._captured_step(x_l, y_l, x_u)
+        values = captured.run(self, x_l, y_l, x_u, scalars) if captured is not None else None
+        if captured is not None and captured.failed:
+            self._capture = False
+        if values is None:  # eager (or the capture failed: this step runs eagerly)
+            for optimizer in self.optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+            parts = self.forward_losses(x_l, y_l, x_u, scalars)
+            values = {k: float(v.detach()) for k, v in parts.items()}
+            if math.isfinite(values["loss"]):
+                self.scaler.scale(parts["loss"]).backward()
+        if not math.isfinite(values["loss"]):
+            return values
         for optimizer in self.optimizers.values():
             self.scaler.step(optimizer)
         self.scaler.update()
-        return {k: float(v.detach()) for k, v in parts.items()} | {"lr": lr}
+        return values | {"lr": lr}
+
+    def _captured_step(self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> CapturedStep | None:
+        """The CUDA-graph step when it applies (CUDA, bf16/fp32, no activation checkpointing, same batch shapes as
+        when captured); a change of shapes after capture drops it for good (eager from then on)."""
+        if self._capture is False:
+            return None
+        if self._capture is None:
+            wanted = self.config.cuda_graphs and self.device.type == "cuda" and self.precision != "fp16"
+            self._capture = CapturedStep(self) if wanted and not self.memory_saving else False
+            return self._captured_step(x_l, y_l, x_u)
+        if not self._capture.accepts(x_l, y_l, x_u):
+            self._capture.drop()
+            self._capture = False
+            return None
+        return self._capture
+
+    @property
+    def captured(self) -> bool:
+        """Whether the steps now replay a captured CUDA graph."""
+        return isinstance(self._capture, CapturedStep) and self._capture.graph is not None
+
+    def close(self) -> None:
+        """Drop the networks, optimizers and any captured graph, so their (GPU) memory can go at once."""
+        if isinstance(self._capture, CapturedStep):
+            self._capture.drop()
+        self._capture = False
+        self.networks.clear()
+        self.optimizers.clear()
 
     def use_inference_layout(self) -> None:
         """Put the CNNs in channels_last: in inference it is faster on every device (CPU fp32: ResNet-34 U-Net,

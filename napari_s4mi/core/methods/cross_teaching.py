@@ -20,7 +20,12 @@ class CrossTeaching(SegMethod):
             return 1.0
         return consistency_weight(step, self.config.iterations, self.config.lambda_max, self.config.rampup_fraction)
 
-    def losses(self, step: int, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> dict[str, torch.Tensor]:
+    def step_scalars(self, step: int) -> dict[str, float]:
+        return {"lambda": self.weight(step)}
+
+    def losses(
+        self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, scalars: dict[str, float | torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         x = torch.cat([x_l, x_u]) if len(x_u) else x_l
         out_cnn = self.forward("cnn", x)
         out_swin = self.forward("swin", x)
@@ -30,10 +35,10 @@ class CrossTeaching(SegMethod):
             unsup = cross_teaching_loss(out_cnn[n:], out_swin[n:])
         else:
             unsup = torch.zeros((), device=x.device)
-        weight = self.weight(step)
+        weight = scalars["lambda"]
         return {
             "loss": sup + weight * unsup,
             "supervised": sup.detach(),
             "unsupervised": unsup.detach(),
-            "lambda": torch.tensor(weight),
+            "lambda": torch.as_tensor(weight),
         }

@@ -15,5 +15,7 @@ class SupervisedSeg(SegMethod):
 
     network_names = ("cnn",)
 
-    def losses(self, step: int, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> dict[str, torch.Tensor]:
+    def losses(
+        self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, scalars: dict[str, float | torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         return {"loss": supervised_loss(self.forward("cnn", x_l), y_l)}
