@@ -36,6 +36,13 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     seg.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
     seg.add_argument("--red-norm", choices=("auto", "on", "off"))
     seg.add_argument("--val-every", type=int)
+    seg.add_argument(
+        "--no-cuda-graphs",
+        dest="cuda_graphs",
+        action="store_false",
+        default=None,
+        help="on CUDA, run every step eagerly instead of replaying a captured graph",
+    )
     seg.add_argument("--weights", help="'imagenet' (local cache only), 'none', or a .safetensors file")
     seg.add_argument("--resume", action="store_true", help="continue the stopped run in --out")
     seg.add_argument("--init-from", type=Path, help="warm start from a finished run's weights")
@@ -161,6 +168,7 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
             "precision": args.precision,
             "red_norm": args.red_norm,
             "val_every": args.val_every,
+            "cuda_graphs": args.cuda_graphs,
         }
         config = preset(args.preset, method=args.method, **overrides)
         if args.weights:

@@ -64,6 +64,7 @@ def test_train_predict_resume(slides, monkeypatch, capsys):
             "0.5",
             "--seed",
             "3",
+            "--no-cuda-graphs",
             *TINY,
         ]
     )
@@ -71,6 +72,7 @@ def test_train_predict_resume(slides, monkeypatch, capsys):
     assert "finished at step 2" in capsys.readouterr().out
     record = json.loads((run / "config.json").read_text())
     assert record["seed"] == 3 and record["config"]["label_fraction"] == 0.5
+    assert record["config"]["cuda_graphs"] is False
     assert (slides / "images" / ".s4mi" / "s4mi-project.json").exists()
     out = slides / "pred"
     assert (
