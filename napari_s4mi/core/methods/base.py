@@ -39,7 +39,9 @@ class SegMethod:
         self.device = device
         self.precision = precision
         self.networks: dict[str, nn.Module] = {}
-        self._capture: CapturedStep | bool | None = None  # None: not decided yet; False: eager steps
+        # CUDA in bf16/fp32: forward + backward replayed from a captured graph (fp16's loss scaling stays eager)
+        graphs = config.cuda_graphs and device.type == "cuda" and precision != "fp16"
+        self._capture: CapturedStep | None = CapturedStep(device) if graphs else None
         self.reports: list[WeightsReport] = []
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.channels_last = use_channels_last(device, precision)
@@ -105,10 +107,9 @@ class SegMethod:
         for net in self.networks.values():
             net.train()
         scalars = self.step_scalars(step)
-        captured = self._captured_step(x_l, y_l, x_u)
-        values = captured.run(self, x_l, y_l, x_u, scalars) if captured is not None else None
-        if captured is not None and captured.failed:
-            self._capture = False
+        if self._capture is not None and not self._capture.accepts(x_l, y_l, x_u):
+            self._drop_capture()  # other batch shapes, or a failed capture: eager from now on
+        values = self._capture.run(self, x_l, y_l, x_u, scalars) if self._capture is not None else None
         if values is None:  # eager (or the capture failed: this step runs eagerly)
             for optimizer in self.optimizers.values():
                 optimizer.zero_grad(set_to_none=True)
@@ -123,31 +124,19 @@ class SegMethod:
         self.scaler.update()
         return values | {"lr": lr}
 
-    def _captured_step(self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> CapturedStep | None:
-        """The CUDA-graph step when it applies (CUDA, bf16/fp32, no activation checkpointing, same batch shapes as
-        when captured); a change of shapes after capture drops it for good (eager from then on)."""
-        if self._capture is False:
-            return None
-        if self._capture is None:
-            wanted = self.config.cuda_graphs and self.device.type == "cuda" and self.precision != "fp16"
-            self._capture = CapturedStep(self) if wanted and not self.memory_saving else False
-            return self._captured_step(x_l, y_l, x_u)
-        if not self._capture.accepts(x_l, y_l, x_u):
+    def _drop_capture(self) -> None:
+        if self._capture is not None:
             self._capture.drop()
-            self._capture = False
-            return None
-        return self._capture
+        self._capture = None
 
     @property
     def captured(self) -> bool:
         """Whether the steps now replay a captured CUDA graph."""
-        return isinstance(self._capture, CapturedStep) and self._capture.graph is not None
+        return self._capture is not None and self._capture.graph is not None
 
     def close(self) -> None:
         """Drop the networks, optimizers and any captured graph, so their (GPU) memory can go at once."""
-        if isinstance(self._capture, CapturedStep):
-            self._capture.drop()
-        self._capture = False
+        self._drop_capture()
         self.networks.clear()
         self.optimizers.clear()
 

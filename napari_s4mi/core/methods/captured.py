@@ -38,8 +38,8 @@ def side_stream(device: torch.device) -> torch.cuda.Stream:
 class CapturedStep:
     """Runs a method's forward + backward: eager warm-up steps on a side stream, then one captured graph."""
 
-    def __init__(self, method: SegMethod):
-        self.device = method.device
+    def __init__(self, device: torch.device):
+        self.device = device
         self.warmed = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: tuple[torch.Tensor, ...] = ()
