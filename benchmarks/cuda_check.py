@@ -32,7 +32,7 @@ from napari_s4mi.core.events import CancelToken, Done, Event, Progress  # noqa: 
 from napari_s4mi.core.io import open_slide  # noqa: E402
 from napari_s4mi.core.predictor import Predictor  # noqa: E402
 from napari_s4mi.core.project import Project  # noqa: E402
-from napari_s4mi.demo import create_sample_project, sample_dir  # noqa: E402
+from napari_s4mi.core.sample import create_sample_project, sample_dir  # noqa: E402
 
 MIB = 2**20
 WARMUP = 5

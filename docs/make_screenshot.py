@@ -15,7 +15,7 @@ def main(out: str = "docs/screenshot.png", iterations: int = 60) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_s4mi.demo import HELD_BACK, create_sample_project
+    from napari_s4mi.core.sample import HELD_BACK, create_sample_project
     from napari_s4mi.widgets.launch import dock_widgets
     from napari_s4mi.widgets.session import session_for
 

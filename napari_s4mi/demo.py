@@ -8,29 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import resources_dir
-
-HELD_BACK = ("ISIC_0000124.jpg", "ISIC_0000126.jpg")
-
-
-def sample_dir() -> Path:
-    """The bundled sample slides and masks (ISIC 2017, CC-0; see PROVENANCE.md there)."""
-    return resources_dir() / "sample"
-
-
-def create_sample_project(project_dir: Path, hold_back: tuple[str, ...] = HELD_BACK):
-    """A project over the sample slides with every mask imported except the held-back slides'."""
-    from .core.project import Project
-
-    project = Project.create(sample_dir() / "images", project_dir=project_dir)
-    staging = Path(project_dir) / ".sample-masks"
-    staging.mkdir(parents=True, exist_ok=True)
-    for mask in (sample_dir() / "masks").iterdir():
-        if not any(mask.name.startswith(Path(h).stem) for h in hold_back):
-            shutil.copy(mask, staging / mask.name)
-    project.import_masks(staging)
-    shutil.rmtree(staging)
-    return project
+from .core.sample import HELD_BACK, create_sample_project, sample_dir
 
 
 def save_overview(path: Path, panels: list) -> None:

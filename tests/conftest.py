@@ -47,7 +47,7 @@ def tiny_config(**overrides):
 @pytest.fixture
 def sample_project(tmp_path):
     """The sample project (8 annotated slides, 2 held back unannotated) in a temporary folder."""
-    from napari_s4mi.demo import create_sample_project
+    from napari_s4mi.core.sample import create_sample_project
 
     return create_sample_project(tmp_path / "project")
 

@@ -128,7 +128,7 @@ def test_resume_a_stopped_run(slides, monkeypatch, capsys):
 
 def test_read_only_slides_put_the_project_beside_the_run(slides, monkeypatch, capsys):
     small_networks(monkeypatch)
-    import napari_s4mi.core.project as project_module
+    import napari_s4mi.core.project.base as project_module
 
     real_access = project_module.os.access
     monkeypatch.setattr(

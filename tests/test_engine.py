@@ -72,7 +72,7 @@ def test_full_labels_terminates_and_reuses_labeled_images(sample_project):
 
 
 def test_one_annotated_slide_trains(tmp_path):
-    from napari_s4mi.demo import create_sample_project
+    from napari_s4mi.core.sample import create_sample_project
 
     names = tuple(f"ISIC_0000{n}.jpg" for n in (113, 116, 119, 120, 121, 122, 123, 124, 126))
     project = create_sample_project(tmp_path / "p", hold_back=names)

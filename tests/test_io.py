@@ -15,11 +15,10 @@ from PIL import Image
 from skimage import io as skio
 
 from napari_s4mi.core import io
+from napari_s4mi.core.atomic import atomic_write_bytes, atomic_write_text
 from napari_s4mi.core.errors import InputError
 from napari_s4mi.core.io import (
     LAZY_PIXELS,
-    atomic_write_bytes,
-    atomic_write_text,
     list_slides,
     open_slide,
     read_mask,
@@ -244,7 +243,7 @@ def test_tiff_layout_unit() -> None:
     assert io.tiff_layout("SYX", (3, 5, 6)).c == 0
     assert io.tiff_layout("CYX", (2, 5, 6)).c == 0
     assert io.tiff_layout("QYX", (3, 50, 60)).c == 0
-    assert io.tiff_layout("QYX", (50, 60, 3)) == io._Layout(3, 0, 1, 2)
+    assert io.tiff_layout("QYX", (50, 60, 3)) == io.Layout(3, 0, 1, 2)
     assert io.tiff_layout("QYX", (7, 50, 60)).c is None
     assert io.tiff_layout("YX", (5, 6), channel_axis=0).c is None
 

@@ -13,9 +13,9 @@ import pytest
 import tifffile
 from skimage import io as skio
 
-from napari_s4mi.core import project as project_module
 from napari_s4mi.core.errors import InputError, ProjectError
 from napari_s4mi.core.project import MANIFEST_NAME, Project, SlideRecord, load_groups_csv
+from napari_s4mi.core.project import base as project_base
 
 ISIC = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isic2017"
 
@@ -291,7 +291,7 @@ def test_failed_save_keeps_manifest_and_memory(tmp_path: Path, monkeypatch: pyte
         raise OSError(28, "No space left on device")
 
     masks_before = _tree_hash(project.masks_dir)
-    monkeypatch.setattr(project_module, "atomic_write_text", full_disk)
+    monkeypatch.setattr(project_base, "atomic_write_text", full_disk)
     with pytest.raises(OSError):
         project.set_annotated("a.png")
     assert project.record("a.png").annotated is False

@@ -34,7 +34,7 @@ def make_slide(shape: tuple[int, int] = SLIDE_SHAPE) -> np.ndarray:
     """A dermoscopy-like slide: the first bundled sample image resized to `shape` (uint8 RGB)."""
     from ..core.io import open_slide
     from ..core.preprocess import resize_image
-    from ..demo import sample_dir
+    from ..core.sample import sample_dir
 
     path = sorted((sample_dir() / "images").iterdir())[0]
     with open_slide(path) as slide:

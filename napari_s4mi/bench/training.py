@@ -83,7 +83,7 @@ def validation_iou(
     from ..core.engine import evaluate, prepare_data
     from ..core.losses import consistency_weight
     from ..core.methods import make_method
-    from ..demo import create_sample_project
+    from ..core.sample import create_sample_project
 
     results: dict[str, list[float]] = {"engine": [], "plain": []}
     with TemporaryDirectory(prefix="s4mi-bench-") as tmp:

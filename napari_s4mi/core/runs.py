@@ -11,8 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_text
 from .errors import InputError
-from .io import atomic_write_text
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"

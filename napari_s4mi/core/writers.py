@@ -10,8 +10,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from .atomic import atomic_write_bytes
 from .inference import SlidePrediction
-from .io import atomic_write_bytes
 
 PNG_MAX_PIXELS = 8192 * 8192
 

@@ -29,7 +29,7 @@ def make_project(folder: Path, n_slides: int = 6) -> Path:
 
     from ..core.io import open_slide, read_mask
     from ..core.project import Project
-    from ..demo import sample_dir
+    from ..core.sample import sample_dir
 
     slides, masks = folder / "slides", folder / "masks"
     slides.mkdir(parents=True)

@@ -55,7 +55,7 @@ def sample_project_dir() -> Path:
 def ensure_sample_project(project_dir: Path | None = None) -> Path:
     """The sample project (bundled ISIC slides, 2 held back unannotated), created on first use only."""
     from ..core.project import Project
-    from ..demo import create_sample_project
+    from ..core.sample import create_sample_project
 
     project_dir = Path(project_dir or sample_project_dir())
     if not Project.is_project(project_dir):

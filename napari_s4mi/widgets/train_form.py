@@ -10,8 +10,8 @@ from typing import Any
 from qtpy.QtGui import QDoubleValidator
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLineEdit, QSpinBox, QWidget
 
+from ..core.atomic import atomic_write_text
 from ..core.config import DEVICES, METHODS, PRECISIONS, PRESETS, SegConfig, preset
-from ..core.io import atomic_write_text
 
 CNN_ENCODERS = ("resnet18", "resnet34", "resnet50")
 SWIN_SIZES = {"48": (2, 4, 8, 16), "96": (3, 6, 12, 24)}  # embed dim → heads per stage

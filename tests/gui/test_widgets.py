@@ -269,7 +269,7 @@ def test_sample_data_opens_the_sample_project(s4mi_viewer, tmp_path):
 def test_short_training_in_the_gui_predicts_a_held_back_slide(s4mi_viewer, qtbot, sample_project):
     """The sample project's 8 annotated slides, 60 cpu-small steps at 128 px, then the held-back slide."""
     from napari_s4mi.core.io import read_mask
-    from napari_s4mi.demo import HELD_BACK
+    from napari_s4mi.core.sample import HELD_BACK
 
     viewer, widgets = s4mi_viewer
     widgets["Project"].open_folder(str(sample_project.root))

@@ -1,0 +1,53 @@
+"""The annotation project on disk: a manifest, label masks and training runs beside untouched slides.
+
+A project folder holds ``s4mi-project.json`` (the manifest), ``masks/`` (one label TIFF per slide) and
+``runs/``. The slides stay where they are and are only ever read; the slide folder may be read-only. Every
+write is atomic (temporary file, then rename) and the in-memory state is rolled back when a save fails, so an
+error leaves the previous manifest and masks intact.
+
+A slide counts as annotated only when the user marks it so: saving a half-painted mask does not label it.
+
+Modules: ``manifest`` (folder names, SlideRecord, the JSON format), ``base`` (creating/opening a project, its
+records, atomic manifest saves), ``masks`` (saved masks and predictions), ``mask_import`` (a folder of masks,
+all or nothing), ``splits`` (group-aware train/val/test splits, the groups CSV). :class:`Project` joins them.
+"""
+
+from .base import ProjectBase
+from .manifest import (
+    DEFAULT_PROJECT_DIRNAME,
+    FORMAT,
+    MANIFEST_NAME,
+    MASKS_DIRNAME,
+    PREDICTIONS_DIRNAME,
+    RUNS_DIRNAME,
+    SPLITS,
+    VERSION,
+    SlideRecord,
+)
+from .mask_import import MASK_SUFFIXES, MaskImport
+from .masks import MaskStore
+from .splits import SplitAssignment, load_groups_csv
+
+
+class Project(MaskImport, SplitAssignment):
+    """An annotation project: slide records, classes, masks and runs under ``root``."""
+
+
+__all__ = [
+    "DEFAULT_PROJECT_DIRNAME",
+    "FORMAT",
+    "MANIFEST_NAME",
+    "MASKS_DIRNAME",
+    "MASK_SUFFIXES",
+    "PREDICTIONS_DIRNAME",
+    "RUNS_DIRNAME",
+    "SPLITS",
+    "VERSION",
+    "MaskImport",
+    "MaskStore",
+    "Project",
+    "ProjectBase",
+    "SlideRecord",
+    "SplitAssignment",
+    "load_groups_csv",
+]

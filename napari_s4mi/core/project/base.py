@@ -1,0 +1,282 @@
+"""The Project class's core: where a project lives, creating and opening it, its slide records, and saving the
+manifest atomically with the in-memory state rolled back when a save fails."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..atomic import atomic_write_text
+from ..errors import ProjectError
+from ..io import Slide, list_slides, open_slide
+from .manifest import (
+    DEFAULT_PROJECT_DIRNAME,
+    FORMAT,
+    KNOWN_KEYS,
+    MANIFEST_NAME,
+    MASKS_DIRNAME,
+    RUNS_DIRNAME,
+    VERSION,
+    SlideRecord,
+    check_format,
+    load_json,
+    record_from_json,
+    resolve_slides_dir,
+    stored_slides_dir,
+    validated_classes,
+)
+
+_P = TypeVar("_P", bound="ProjectBase")
+
+
+class ProjectBase:
+    """Slide records, classes and the manifest of a project under ``root``; masks and splits come in subclasses."""
+
+    def __init__(
+        self,
+        root: Path,
+        slides_dir: Path,
+        classes: list[str],
+        slides: list[SlideRecord],
+        channel_axis: int | None = None,
+        multi_label: bool = False,
+        vanished: dict[str, SlideRecord] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
+        self.root = Path(root)
+        self.slides_dir = Path(slides_dir)
+        self.classes = list(classes)
+        self.slides = list(slides)
+        self.channel_axis = channel_axis
+        self.multi_label = multi_label
+        # records of slides gone from the folder, restored if they come back
+        self._vanished = dict(vanished or {})
+        self._extra = dict(extra or {})  # manifest keys written by newer code, kept as they are
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.root)!r}, slides={len(self.slides)}, classes={self.classes})"
+
+    # ----------------------------------------------------------------------------------------- creation
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_NAME
+
+    @property
+    def masks_dir(self) -> Path:
+        return self.root / MASKS_DIRNAME
+
+    @property
+    def runs_dir(self) -> Path:
+        """``<root>/runs``, created on demand."""
+        path = self.root / RUNS_DIRNAME
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @staticmethod
+    def is_project(path: str | os.PathLike[str]) -> bool:
+        """True when ``path`` is a folder holding a project manifest."""
+        return (Path(path) / MANIFEST_NAME).is_file()
+
+    @classmethod
+    def create(
+        cls: type[_P],
+        slides_dir: str | os.PathLike[str],
+        project_dir: str | os.PathLike[str] | None = None,
+        classes: Iterable[str] = ("background", "foreground"),
+        channel_axis: int | None = None,
+    ) -> _P:
+        """Create (or reopen and refresh) the project of a slide folder.
+
+        ``project_dir`` defaults to ``<slides_dir>/.s4mi`` when the slide folder is writable. When a manifest
+        already exists there it is opened as is (its classes and channel axis win) and refreshed.
+        """
+        slides_dir = Path(slides_dir).expanduser().resolve()
+        if not slides_dir.is_dir():
+            raise ProjectError(f"{slides_dir}: no such folder; pass the folder that holds the slides")
+        if not list_slides(slides_dir):
+            raise ProjectError(
+                f"no PNG/JPEG/BMP/TIFF slides in {slides_dir}; put the slides there or pick another folder"
+            )
+        root = _default_project_dir(slides_dir) if project_dir is None else _writable_project_dir(project_dir)
+        if cls.is_project(root):
+            project = cls.open(root)
+            if project.slides_dir != slides_dir:
+                raise ProjectError(
+                    f"{project.manifest_path}: this project belongs to the slides in {project.slides_dir}, "
+                    f"not {slides_dir}; pick another project folder"
+                )
+            return project
+        names = validated_classes(classes, root / MANIFEST_NAME)
+        project = cls(root, slides_dir, names, [], channel_axis=channel_axis)
+        project.masks_dir.mkdir(parents=True, exist_ok=True)
+        project.refresh(save=False)
+        project.save()
+        return project
+
+    @classmethod
+    def open(cls: type[_P], project_dir: str | os.PathLike[str], refresh: bool = True) -> _P:
+        """Open an existing project; ``refresh`` picks up slides added to or removed from the folder."""
+        root = Path(project_dir).expanduser().resolve()
+        manifest = root / MANIFEST_NAME
+        if not manifest.is_file():
+            raise ProjectError(f"{root}: not a napari-s4mi project (no {MANIFEST_NAME}); create one first")
+        project = cls._from_manifest(root, load_json(manifest))
+        if refresh:
+            project.refresh()
+        return project
+
+    @classmethod
+    def _from_manifest(cls: type[_P], root: Path, data: dict[str, Any]) -> _P:
+        manifest = root / MANIFEST_NAME
+        check_format(data, manifest)
+        try:
+            slides_dir = resolve_slides_dir(root, data)
+            classes = validated_classes(data["classes"], manifest)
+            records = [record_from_json(item) for item in data["slides"]]
+            vanished = {r.id: r for r in (record_from_json(i) for i in data.get("vanished_slides", []))}
+            channel_axis = data.get("channel_axis")
+            if channel_axis is not None and not isinstance(channel_axis, int):
+                raise ValueError("channel_axis must be an integer or null")
+            multi_label = bool(data.get("multi_label", False))
+        except ProjectError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProjectError(
+                f"{manifest}: corrupt project manifest ({type(exc).__name__}: {exc}); restore it or create it again"
+            ) from exc
+        extra = {k: v for k, v in data.items() if k not in KNOWN_KEYS}
+        return cls(root, slides_dir, classes, records, channel_axis, multi_label, vanished, extra)
+
+    # ----------------------------------------------------------------------------------------- saving
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as a JSON-ready dict."""
+        data: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "slides_dir": stored_slides_dir(self.root, self.slides_dir),
+            "slides_dir_absolute": str(self.slides_dir),
+            "classes": list(self.classes),
+            "multi_label": self.multi_label,
+            "channel_axis": self.channel_axis,
+            "slides": [asdict(r) for r in self.slides],
+        }
+        if self._vanished:
+            data["vanished_slides"] = [asdict(r) for r in self._vanished.values()]
+        data.update({k: v for k, v in self._extra.items() if k not in data})
+        return data
+
+    def save(self) -> None:
+        """Write the manifest atomically."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.manifest_path, json.dumps(self.to_json(), indent=2) + "\n")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Apply in-memory changes and save them; on any error restore the previous in-memory state."""
+        state = copy.deepcopy((self.classes, self.slides, self._vanished, self.channel_axis, self.multi_label))
+        try:
+            yield
+            self.save()
+        except BaseException:
+            self.classes, self.slides, self._vanished, self.channel_axis, self.multi_label = state
+            raise
+
+    # ----------------------------------------------------------------------------------------- slides
+
+    def refresh(self, save: bool = True) -> None:
+        """Add slides that appeared in the folder, drop those that vanished (their masks stay on disk).
+
+        A vanished slide's record (annotated flag, split, group) is remembered and restored if it comes back.
+        """
+        if not self.slides_dir.is_dir():
+            raise ProjectError(
+                f"{self.slides_dir}: slide folder not found (project {self.root}); "
+                f"move it back or edit slides_dir in {self.manifest_path}"
+            )
+        present = [p.relative_to(self.slides_dir).as_posix() for p in list_slides(self.slides_dir)]
+        current = {r.id: r for r in self.slides}
+        if list(current) == present:
+            return
+        with self._transaction() if save else contextlib.nullcontext():
+            for gone in set(current) - set(present):
+                self._vanished[gone] = current[gone]
+            self.slides = [current.get(i) or self._vanished.get(i) or SlideRecord(i) for i in present]
+            for slide_id in present:
+                self._vanished.pop(slide_id, None)
+
+    @property
+    def ids(self) -> list[str]:
+        """Ids of all slides, in folder order."""
+        return [r.id for r in self.slides]
+
+    def record(self, slide_id: str) -> SlideRecord:
+        """The record of a slide; ProjectError for an unknown id."""
+        for rec in self.slides:
+            if rec.id == slide_id:
+                return rec
+        raise ProjectError(f"{slide_id}: not a slide of project {self.root}; refresh the project or check the name")
+
+    def slide_path(self, slide_id: str) -> Path:
+        """Path of a slide's image file."""
+        self.record(slide_id)
+        return self.slides_dir / slide_id
+
+    def open_slide(self, slide_id: str) -> Slide:
+        """Open a slide lazily with the project's channel axis."""
+        return open_slide(self.slide_path(slide_id), channel_axis=self.channel_axis)
+
+    def annotated_ids(self, split: str | None = None) -> list[str]:
+        """Ids of annotated slides, optionally only those of one split."""
+        return [r.id for r in self.slides if r.annotated and (split is None or r.split == split)]
+
+    def unannotated_ids(self) -> list[str]:
+        """Ids of slides not (yet) annotated: the unlabeled pool."""
+        return [r.id for r in self.slides if not r.annotated]
+
+
+# --------------------------------------------------------------------------------------------- project folder
+
+
+def _default_project_dir(slides_dir: Path) -> Path:
+    """``<slides_dir>/.s4mi`` when it can be written, else ProjectError asking for a project folder."""
+    root = slides_dir / DEFAULT_PROJECT_DIRNAME
+    read_only = ProjectError(f"{slides_dir} is read-only: pass a writable project folder (--project DIR)")
+    if not os.access(slides_dir, os.W_OK | os.X_OK) and not root.is_dir():
+        raise read_only
+    created = not root.exists()
+    try:
+        root.mkdir(exist_ok=True)
+        _test_write(root)
+    except OSError as exc:
+        if created:
+            with contextlib.suppress(OSError):
+                root.rmdir()
+        raise read_only from exc
+    return root
+
+
+def _writable_project_dir(project_dir: str | os.PathLike[str]) -> Path:
+    root = Path(project_dir).expanduser().resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _test_write(root)
+    except OSError as exc:
+        raise ProjectError(f"{root}: project folder is not writable ({exc.strerror}); pick another one") from exc
+    return root
+
+
+def _test_write(folder: Path) -> None:
+    """Create and delete a hidden temporary file: os.access alone misses read-only mounts and ACLs."""
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(13, "permission denied", str(folder))
+    with tempfile.TemporaryFile(dir=folder, prefix=".s4mi-write-test."):
+        pass

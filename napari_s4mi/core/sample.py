@@ -1,0 +1,29 @@
+"""The bundled sample project: ten ISIC-2017 slides with masks, two of them held back from the annotations."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .. import resources_dir
+from .project import Project
+
+HELD_BACK = ("ISIC_0000124.jpg", "ISIC_0000126.jpg")
+
+
+def sample_dir() -> Path:
+    """The bundled sample slides and masks (ISIC 2017, CC-0; see PROVENANCE.md there)."""
+    return resources_dir() / "sample"
+
+
+def create_sample_project(project_dir: Path, hold_back: tuple[str, ...] = HELD_BACK) -> Project:
+    """A project over the sample slides with every mask imported except the held-back slides'."""
+    project = Project.create(sample_dir() / "images", project_dir=project_dir)
+    staging = Path(project_dir) / ".sample-masks"
+    staging.mkdir(parents=True, exist_ok=True)
+    for mask in (sample_dir() / "masks").iterdir():
+        if not any(mask.name.startswith(Path(h).stem) for h in hold_back):
+            shutil.copy(mask, staging / mask.name)
+    project.import_masks(staging)
+    shutil.rmtree(staging)
+    return project
