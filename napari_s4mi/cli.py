@@ -8,90 +8,158 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
+from . import __version__
+from .core.config import DEVICES, PRECISIONS, PRESETS
 from .core.errors import S4MIError
+from .core.registry import method_entry, method_names
+
+SEG = "segmentation"
+BENCH_PARTS = ("train", "iou", "slide", "memory", "startup", "gui")  # benchmarks/s4mi_bench/run.py PARTS
+
+
+def _preset_default(field: str) -> str:
+    """What the presets of the default segmentation method set ``field`` to, for the help text."""
+    entry = method_entry(SEG, method_names(SEG)[0])
+    values = {name: getattr(entry.config.for_preset(name), field) for name in PRESETS}
+    return ", ".join(f"{name}: {value}" for name, value in values.items())
 
 
 def _add_train_parser(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser("train", help="train a model")
-    tasks = train.add_subparsers(dest="task", required=True)
-    seg = tasks.add_parser("seg", help="train segmentation (cross-teaching or supervised)")
-    source = seg.add_argument_group("data")
+    train = commands.add_parser("train", help="train a model", description="Train a model on a folder or project.")
+    tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
+    seg = tasks.add_parser(
+        "seg",
+        help="train segmentation",
+        description="Train a segmentation method; settings not given come from the preset.",
+    )
+    source = seg.add_argument_group("data (give --images, or --project)")
     source.add_argument("--images", type=Path, help="folder of slides (PNG, JPEG, BMP, TIFF); left untouched")
-    source.add_argument("--masks", type=Path, help="folder of masks to import, matched by name")
-    source.add_argument("--project", type=Path, help="project folder (default <images>/.s4mi when writable)")
-    seg.add_argument("--out", type=Path, required=True, help="run folder to create (or to resume)")
-    seg.add_argument("--method", choices=("cross-teaching", "supervised"), default="cross-teaching")
-    seg.add_argument("--preset", choices=("cpu-small", "paper"), default="cpu-small")
-    seg.add_argument("--label-fraction", type=float, help="fraction of annotated training slides used labeled")
-    seg.add_argument("--seed", type=int)
-    seg.add_argument("--iterations", type=int)
-    seg.add_argument("--input-size", type=int, help="network input size, a multiple of 32")
-    seg.add_argument("--labeled-batch", type=int)
-    seg.add_argument("--unlabeled-batch", type=int)
-    seg.add_argument("--lr", type=float)
-    seg.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
-    seg.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
-    seg.add_argument("--red-norm", choices=("auto", "on", "off"))
-    seg.add_argument("--val-every", type=int)
+    source.add_argument("--masks", type=Path, help="folder of masks to import, matched by name (default: none)")
+    source.add_argument("--project", type=Path, help="project folder (default: <images>/.s4mi when writable)")
+    seg.add_argument("--out", type=Path, required=True, help="(required) run folder to create, or to resume")
+    methods = method_names(SEG)
+    summaries = "; ".join(f"{name}: {method_entry(SEG, name).summary}" for name in methods)
+    seg.add_argument("--method", choices=methods, default=methods[0], help=f"{summaries} (default: {methods[0]})")
+    seg.add_argument(
+        "--preset", choices=PRESETS, default=PRESETS[0], help="settings to start from (default: %(default)s)"
+    )
+    seg.add_argument(
+        "--label-fraction",
+        type=float,
+        help="fraction of the annotated training slides used with their masks (default: 1.0)",
+    )
+    seg.add_argument("--seed", type=int, help="seed of the split, the labeled subset, init and batches (default: 0)")
+    seg.add_argument("--iterations", type=int, help=f"training steps (default: {_preset_default('iterations')})")
+    seg.add_argument(
+        "--input-size", type=int, help=f"network input, a multiple of 32 (default: {_preset_default('input_size')})"
+    )
+    seg.add_argument(
+        "--labeled-batch", type=int, help=f"labeled images per step (default: {_preset_default('labeled_batch')})"
+    )
+    seg.add_argument(
+        "--unlabeled-batch",
+        type=int,
+        help=f"unlabeled images per step, semi-supervised methods (default: {_preset_default('unlabeled_batch')})",
+    )
+    seg.add_argument("--lr", type=float, help="Adam learning rate, cosine decay (default: 3.6e-4)")
+    seg.add_argument("--device", choices=DEVICES, help="auto picks CUDA, then Apple MPS, then the CPU (default: auto)")
+    seg.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto: bf16 where the GPU or CPU runs it natively, else fp32 (default: auto)",
+    )
+    seg.add_argument(
+        "--red-norm",
+        choices=("auto", "on", "off"),
+        help="red-channel normalisation; auto: on for colour slides (default: auto)",
+    )
+    seg.add_argument(
+        "--val-every", type=int, help=f"steps between validations (default: {_preset_default('val_every')})"
+    )
+    seg.add_argument(
+        "--memory-saving",
+        choices=("auto", "on", "off"),
+        help="CPU activation checkpointing; auto: on when the step would crowd the RAM (default: auto)",
+    )
     seg.add_argument(
         "--no-cuda-graphs",
         dest="cuda_graphs",
         action="store_false",
         default=None,
-        help="on CUDA, run every step eagerly instead of replaying a captured graph",
+        help="on CUDA, run every step eagerly instead of replaying a captured graph (default: graphs on)",
     )
-    seg.add_argument("--weights", help="'imagenet' (local cache only), 'none', or a .safetensors file")
-    seg.add_argument("--resume", action="store_true", help="continue the stopped run in --out")
-    seg.add_argument("--init-from", type=Path, help="warm start from a finished run's weights")
+    seg.add_argument(
+        "--weights",
+        help="initial weights of every network: 'imagenet' (local cache only), 'none', or a .safetensors file "
+        "(default: imagenet, random where not cached)",
+    )
+    seg.add_argument("--resume", action="store_true", help="continue the stopped run in --out (default: off)")
+    seg.add_argument("--init-from", type=Path, help="warm start from a finished run's weights (default: none)")
 
 
 def _add_predict_parser(commands: argparse._SubParsersAction) -> None:
-    predict = commands.add_parser("predict", help="predict masks for a folder of slides")
-    predict.add_argument("--run", type=Path, required=True, help="a training run folder")
-    predict.add_argument("--images", type=Path, required=True, help="folder of slides")
-    predict.add_argument("--out", type=Path, required=True, help="output folder for <stem>.png masks")
-    predict.add_argument("--with", dest="which", choices=("auto", "cnn", "swin", "mean"), default="auto")
-    predict.add_argument("--disagreement", action="store_true", help="also write <stem>_disagreement.tif")
-    predict.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    predict = commands.add_parser(
+        "predict", help="predict masks for a folder of slides", description="Predict with a trained run."
+    )
+    predict.add_argument("--run", type=Path, required=True, help="(required) a training run folder")
+    predict.add_argument("--images", type=Path, required=True, help="(required) folder of slides")
+    predict.add_argument(
+        "--out", type=Path, required=True, help="(required) output folder for <stem>.png masks (<stem>.tif if huge)"
+    )
+    predict.add_argument(
+        "--with",
+        dest="which",
+        default="auto",
+        help="the network to predict with (cnn, swin), their mean, or auto: the run's best on validation "
+        "(default: %(default)s)",
+    )
+    predict.add_argument(
+        "--disagreement", action="store_true", help="also write <stem>_disagreement.tif (default: off)"
+    )
+    predict.add_argument("--device", choices=DEVICES, default="auto", help="(default: %(default)s)")
 
 
 def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
-    from .bench.run import PARTS
-
-    bench = commands.add_parser("bench", help="benchmark the engine against a plain fp32 PyTorch implementation")
-    bench.add_argument("--quick", action="store_true", help="a smoke test of a few minutes (smaller sizes)")
-    bench.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="which parts to run")
-    bench.add_argument("--out", type=Path, help="folder for bench.md and bench.json")
-    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark the engine against plain PyTorch steps",
+        description="Benchmark (needs the repository's benchmarks/ folder).",
+    )
+    bench.add_argument("--quick", action="store_true", help="a smoke test of a few minutes (default: off)")
+    bench.add_argument(
+        "--parts", nargs="+", choices=BENCH_PARTS, default=list(BENCH_PARTS), help="which parts (default: all)"
+    )
+    bench.add_argument("--out", type=Path, help="folder for bench.md and bench.json (default: none)")
+    bench.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: %(default)s)")
     bench.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=PRECISIONS,
         default="auto",
-        help="the engine's precision (auto: as training picks it; the plain baseline is always fp32)",
+        help="the engine's precision (auto: as training picks it; the plain baseline is always fp32) "
+        "(default: %(default)s)",
     )
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.run import run_bench
-
-    run_bench(tuple(args.parts), quick=args.quick, out=args.out, device=args.device, precision=args.precision)
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s4mi", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train_parser(commands)
     _add_predict_parser(commands)
-    demo = commands.add_parser("demo", help="train and predict on the bundled sample project (headless)")
-    demo.add_argument("--out", type=Path, default=Path("s4mi-demo"), help="folder for the project and run")
-    demo.add_argument("--iterations", type=int, default=60)
+    demo = commands.add_parser(
+        "demo", help="train and predict on the bundled sample project (headless)", description="The headless demo."
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("s4mi-demo"), help="folder for the project and run (default: %(default)s)"
+    )
+    demo.add_argument("--iterations", type=int, default=60, help="training steps (default: %(default)s)")
     _add_bench_parser(commands)
-    gui = commands.add_parser("napari", help="open napari with the S4MI widgets docked (and a project)")
-    gui.add_argument("path", nargs="?", help="a slide folder or S4MI project to open")
+    gui = commands.add_parser(
+        "napari", help="open napari with the S4MI widgets docked (and a project)", description="Start napari."
+    )
+    gui.add_argument("path", nargs="?", help="a slide folder or S4MI project to open (default: none)")
     gui.add_argument("--sample", action="store_true", help="open the sample project (created on first use)")
     return parser
 
@@ -122,35 +190,11 @@ def open_or_create_project(images: Path | None, project_dir: Path | None, masks:
     return project
 
 
-def _drive(events: Iterator, total: int) -> object:
-    """Print events with a progress bar; returns the Done event."""
-    from tqdm import tqdm
-
-    from .core.events import Checkpoint, Done, Message, Progress, Validation
-
-    done = None
-    with tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
-        for event in events:
-            if isinstance(event, Progress):
-                bar.n = event.step
-                bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
-                bar.refresh()
-            elif isinstance(event, Validation):
-                text = " ".join(f"{k}={v:.3f}" for k, v in event.metrics.items())
-                bar.write(f"step {event.step}: {text}{' (best)' if event.best else ''}")
-            elif isinstance(event, Message):
-                bar.write(f"{event.level}: {event.text}")
-            elif isinstance(event, Checkpoint) and event.kind == "last":
-                bar.set_description(f"saved step {event.step}")
-            elif isinstance(event, Done):
-                done = event
-    return done
-
-
-def cmd_train_seg(args: argparse.Namespace) -> int:
-    from .core.config import preset
-    from .core.engine import load_run_config, train_segmentation
+def cmd_train(args: argparse.Namespace) -> int:
+    from .console import drive
+    from .core.engine import load_run_config, train
     from .core.events import CancelToken
+    from .core.registry import make_config
 
     project = open_or_create_project(args.images, args.project, args.masks, args.out)
     if args.resume:
@@ -168,17 +212,17 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
             "precision": args.precision,
             "red_norm": args.red_norm,
             "val_every": args.val_every,
+            "memory_saving": args.memory_saving,
             "cuda_graphs": args.cuda_graphs,
         }
-        config = preset(args.preset, method=args.method, **overrides)
+        config = make_config(SEG, args.method, args.preset, **overrides)
         if args.weights:
-            config.cnn["weights"] = args.weights
-            config.swin["weights"] = args.weights
+            config.set_weights(args.weights)
     cancel = CancelToken()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
     try:
-        events = train_segmentation(project, config, args.out, cancel, resume=args.resume, init_from=args.init_from)
-        done = _drive(events, config.iterations)
+        events = train(project, config, args.out, cancel, resume=args.resume, init_from=args.init_from)
+        done = drive(events, config.iterations)
     finally:
         signal.signal(signal.SIGINT, previous)
     state = "stopped (resume with --resume)" if done.cancelled else "finished"
@@ -187,18 +231,18 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from .core.errors import InputError
     from .core.io import list_slides, open_slide
-    from .core.predictor import Predictor
+    from .core.predictor import open_predictor
     from .core.writers import write_prediction
 
     slides = list_slides(args.images) if args.images.is_dir() else []
     if not slides:
         raise InputError(f"{args.images}: no PNG/JPEG/BMP/TIFF slides found; point --images at a folder of slides")
-    predictor = Predictor(args.run, which=args.which, device=args.device)
+    predictor = open_predictor(args.run, which=args.which, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
-    from tqdm import tqdm
-
     for path in tqdm(slides, unit="slide", file=sys.stderr):
         with open_slide(path) as slide:
             prediction = predictor.predict(slide, out_dir=args.out / f".{path.stem}.work")
@@ -213,23 +257,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, args.iterations)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench_entry import run_bench
+
+    return run_bench(args)
+
+
 def cmd_napari(args: argparse.Namespace) -> int:
     from .widgets.launch import main as launch
 
     return launch(args.path, sample=args.sample)
 
 
+HANDLERS = {"train": cmd_train, "predict": cmd_predict, "demo": cmd_demo, "bench": cmd_bench, "napari": cmd_napari}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handlers = {
-        "train": cmd_train_seg,
-        "predict": cmd_predict,
-        "demo": cmd_demo,
-        "bench": cmd_bench,
-        "napari": cmd_napari,
-    }
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
-        return handlers[args.command](args)
+        return HANDLERS[args.command](args)
     except S4MIError as exc:
         print(f"s4mi: error: {exc}", file=sys.stderr)
         return 2

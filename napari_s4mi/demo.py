@@ -38,21 +38,21 @@ def save_overview(path: Path, panels: list) -> None:
 
 def run_demo(out: Path, iterations: int = 60) -> int:
     """Train cross-teaching on the sample project, predict the held-back slides, print their IoU."""
-    from .cli import _drive
-    from .core.config import preset
-    from .core.engine import train_segmentation
+    from .console import drive
+    from .core.engine import train
     from .core.io import open_slide, read_mask
     from .core.metrics import ConfusionCounts
-    from .core.predictor import Predictor
+    from .core.predictor import open_predictor
+    from .core.registry import make_config
     from .core.writers import write_prediction
 
     out = Path(out)
     project = create_sample_project(out / "project")
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
-    config = preset("cpu-small", iterations=iterations, val_every=max(iterations // 3, 1))
-    _drive(train_segmentation(project, config, run_dir), config.iterations)
-    predictor = Predictor(run_dir)
+    config = make_config("segmentation", "cross-teaching", iterations=iterations, val_every=max(iterations // 3, 1))
+    drive(train(project, config, run_dir), config.iterations)
+    predictor = open_predictor(run_dir)
     counts = ConfusionCounts()
     (out / "predictions").mkdir(exist_ok=True)
     panels = []

@@ -24,8 +24,8 @@ TINY_SWIN = {
 
 
 def tiny_config(**overrides):
-    """A cross-teaching config small enough for a unit test: 64 px, batch 2 + 2, fp32 on the CPU."""
-    from napari_s4mi.core.config import preset
+    """A segmentation config small enough for a unit test: 64 px, batch 2 + 2, fp32 on the CPU, tiny networks."""
+    from napari_s4mi.core.registry import make_config
 
     settings = dict(
         iterations=4,
@@ -41,7 +41,12 @@ def tiny_config(**overrides):
     )
     settings.update(overrides)
     method = settings.pop("method", "cross-teaching")
-    return preset("cpu-small", method=method, **settings)
+    config = make_config("segmentation", method, "cpu-small")
+    for name in ("cnn", "swin"):  # the tiny networks for those the method has
+        spec = settings.pop(name)
+        if name in config.networks:
+            config.networks[name] = spec
+    return config.override(**settings).validate()
 
 
 @pytest.fixture

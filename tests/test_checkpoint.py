@@ -40,13 +40,13 @@ def test_fp16_resume_goes_on_with_the_saved_loss_scale(sample_project):
 
     from conftest import tiny_config
 
-    from napari_s4mi.core.engine import train_segmentation
+    from napari_s4mi.core.engine import train
     from napari_s4mi.core.events import CancelToken, Progress
 
     run_dir = sample_project.root / "runs" / "fp16"
     config = tiny_config(iterations=3, precision="fp16", val_every=100, checkpoint_every=100)
     cancel = CancelToken()
-    for event in train_segmentation(sample_project, config, run_dir, cancel=cancel):
+    for event in train(sample_project, config, run_dir, cancel=cancel):
         if isinstance(event, Progress):
             cancel.cancel()
     state_path = run_dir / "last" / "state.json"
@@ -54,7 +54,7 @@ def test_fp16_resume_goes_on_with_the_saved_loss_scale(sample_project):
     assert state["step"] == 1 and state["scaler"]["scale"] > 0
     state["scaler"]["scale"] = 1024.0  # as if many overflow steps had brought it down
     state_path.write_text(json.dumps(state))
-    list(train_segmentation(sample_project, config, run_dir, resume=True))
+    list(train(sample_project, config, run_dir, resume=True))
     final = json.loads(state_path.read_text())
     assert final["step"] == 3
     assert final["scaler"]["scale"] <= 1024.0  # restarted scaling would be back at 65536

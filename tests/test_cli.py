@@ -40,10 +40,10 @@ def slides(tmp_path):
 
 def small_networks(monkeypatch):
     """Make the cpu-small preset use the tiny test networks (the CLI flags cover everything else)."""
-    import napari_s4mi.core.config as config
+    import napari_s4mi.core.seg_config as seg_config
 
-    monkeypatch.setattr(config, "_unet", lambda encoder: dict(TINY_CNN))
-    monkeypatch.setattr(config, "_swin", lambda embed_dim, heads: dict(TINY_SWIN))
+    monkeypatch.setattr(seg_config, "unet_spec", lambda encoder: dict(TINY_CNN))
+    monkeypatch.setattr(seg_config, "swin_spec", lambda embed_dim, heads: dict(TINY_SWIN))
 
 
 def test_train_predict_resume(slides, monkeypatch, capsys):

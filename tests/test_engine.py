@@ -9,10 +9,11 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from napari_s4mi.core.data import normalise_batch, plan_data
-from napari_s4mi.core.engine import prepare_data, train_segmentation
+from napari_s4mi.core.data import plan_data
+from napari_s4mi.core.inputs import normalise_batch
+from napari_s4mi.core.engine import prepare_data, train
 from napari_s4mi.core.events import CancelToken, Checkpoint, Done, Progress, Validation
-from napari_s4mi.core.methods import make_method
+from napari_s4mi.core.methods import build_method
 from napari_s4mi.core.runs import read_metrics, read_run_config
 
 
@@ -26,7 +27,7 @@ def losses_of(events):
 
 def test_unlabeled_term_gives_gradient(sample_project):
     config = tiny_config()
-    method = make_method(config, 2, torch.device("cpu"), "fp32")
+    method = build_method(config, {"classes": ["background", "foreground"]}, torch.device("cpu"), "fp32")
     data = prepare_data(sample_project, config)
     x_u = normalise_batch(data.unlabeled.images[:2], data.red_norm)
     x_l = x_u[:0]
@@ -52,7 +53,7 @@ def test_unlabeled_stream_never_opens_a_mask(sample_project):
     plan = plan_data(sample_project, config.label_fraction, config.seed)
     assert plan.hidden, "half the labels must be hidden"
     sys.addaudithook(audit)
-    run_all(train_segmentation(sample_project, config, sample_project.root / "runs" / "a"))
+    run_all(train(sample_project, config, sample_project.root / "runs" / "a"))
     hidden_masks = {str(sample_project.mask_path(i)) for i in plan.hidden}
     labeled_masks = {str(sample_project.mask_path(i)) for i in plan.labeled}
     touched = set(opened)
@@ -64,7 +65,7 @@ def test_full_labels_terminates_and_reuses_labeled_images(sample_project):
     config = tiny_config(label_fraction=1.0, iterations=3)
     data = prepare_data(sample_project, config)
     assert not data.plan.hidden
-    events = run_all(train_segmentation(sample_project, config, sample_project.root / "runs" / "full"))
+    events = run_all(train(sample_project, config, sample_project.root / "runs" / "full"))
     done = events[-1]
     assert isinstance(done, Done) and done.step == 3 and not done.cancelled
     parts = [e.parts for e in events if isinstance(e, Progress)]
@@ -78,16 +79,16 @@ def test_one_annotated_slide_trains(tmp_path):
     project = create_sample_project(tmp_path / "p", hold_back=names)
     assert len(project.annotated_ids()) == 1
     config = tiny_config(iterations=3)
-    events = run_all(train_segmentation(project, config, tmp_path / "run"))
+    events = run_all(train(project, config, tmp_path / "run"))
     assert isinstance(events[-1], Done) and events[-1].step == 3
     assert all(np.isfinite(losses_of(events)))
     assert not any(isinstance(e, Validation) for e in events)
 
 
 def test_same_seed_same_first_losses(sample_project, tmp_path):
-    first = losses_of(train_segmentation(sample_project, tiny_config(iterations=3), tmp_path / "r1"))
-    second = losses_of(train_segmentation(sample_project, tiny_config(iterations=3), tmp_path / "r2"))
-    other = losses_of(train_segmentation(sample_project, tiny_config(iterations=3, seed=5), tmp_path / "r3"))
+    first = losses_of(train(sample_project, tiny_config(iterations=3), tmp_path / "r1"))
+    second = losses_of(train(sample_project, tiny_config(iterations=3), tmp_path / "r2"))
+    other = losses_of(train(sample_project, tiny_config(iterations=3, seed=5), tmp_path / "r3"))
     np.testing.assert_allclose(first, second, rtol=1e-6, atol=1e-7)
     assert not np.allclose(first, other)
 
@@ -96,31 +97,31 @@ def test_cancel_resume_continues_step_count(sample_project, tmp_path):
     run_dir = tmp_path / "run"
     cancel = CancelToken()
     seen = []
-    for event in train_segmentation(sample_project, tiny_config(iterations=6), run_dir, cancel):
+    for event in train(sample_project, tiny_config(iterations=6), run_dir, cancel):
         seen.append(event)
         if isinstance(event, Progress) and event.step == 3:
             cancel.cancel()
     done = seen[-1]
     assert isinstance(done, Done) and done.cancelled and done.step == 3
     assert any(isinstance(e, Checkpoint) and e.kind == "last" and e.step == 3 for e in seen)
-    resumed = run_all(train_segmentation(sample_project, tiny_config(iterations=6), run_dir, resume=True))
+    resumed = run_all(train(sample_project, tiny_config(iterations=6), run_dir, resume=True))
     steps = [e.step for e in resumed if isinstance(e, Progress)]
     assert steps == [4, 5, 6]
     assert [r["step"] for r in read_metrics(run_dir)] == [1, 2, 3, 4, 5, 6]
 
 
 def test_resume_matches_uninterrupted_run(sample_project, tmp_path):
-    straight = losses_of(train_segmentation(sample_project, tiny_config(iterations=4), tmp_path / "s"))
+    straight = losses_of(train(sample_project, tiny_config(iterations=4), tmp_path / "s"))
     cancel = CancelToken()
-    for event in train_segmentation(sample_project, tiny_config(iterations=4), tmp_path / "c", cancel):
+    for event in train(sample_project, tiny_config(iterations=4), tmp_path / "c", cancel):
         if isinstance(event, Progress) and event.step == 2:
             cancel.cancel()
-    resumed = losses_of(train_segmentation(sample_project, tiny_config(iterations=4), tmp_path / "c", resume=True))
+    resumed = losses_of(train(sample_project, tiny_config(iterations=4), tmp_path / "c", resume=True))
     np.testing.assert_allclose(straight[2:], resumed, rtol=1e-5)
 
 
 def test_run_folder_records_config_and_metrics(sample_project, tmp_path):
-    events = run_all(train_segmentation(sample_project, tiny_config(iterations=4), tmp_path / "run"))
+    events = run_all(train(sample_project, tiny_config(iterations=4), tmp_path / "run"))
     record = read_run_config(tmp_path / "run")
     assert record["seed"] == 0 and record["versions"]["torch"] == torch.__version__.split("+")[0]
     assert len(record["data_hash"]) == 16 and record["data"]["labeled"]
@@ -134,14 +135,14 @@ def test_run_folder_records_config_and_metrics(sample_project, tmp_path):
 def test_existing_run_is_not_overwritten(sample_project, tmp_path):
     from napari_s4mi.core.errors import InputError
 
-    run_all(train_segmentation(sample_project, tiny_config(iterations=2), tmp_path / "run"))
+    run_all(train(sample_project, tiny_config(iterations=2), tmp_path / "run"))
     with pytest.raises(InputError, match="already holds a run"):
-        run_all(train_segmentation(sample_project, tiny_config(iterations=2), tmp_path / "run"))
+        run_all(train(sample_project, tiny_config(iterations=2), tmp_path / "run"))
 
 
 def test_supervised_baseline_trains_one_network(sample_project, tmp_path):
     config = tiny_config(method="supervised", iterations=2)
-    events = run_all(train_segmentation(sample_project, config, tmp_path / "sup"))
+    events = run_all(train(sample_project, config, tmp_path / "sup"))
     assert isinstance(events[-1], Done)
     assert sorted(p.name for p in (tmp_path / "sup" / "last").glob("*.safetensors")) == [
         "cnn.safetensors",
@@ -152,20 +153,21 @@ def test_supervised_baseline_trains_one_network(sample_project, tmp_path):
 def test_prefetched_batches_are_the_sampler_batches(sample_project):
     import threading
 
-    from napari_s4mi.core.data import PrefetchedBatches, TwoStreamSampler
+    from napari_s4mi.core.tasks.base import PrefetchedBatches
 
-    config = tiny_config()
-    data = prepare_data(sample_project, config)
-    sampler = TwoStreamSampler(data.labeled, data.unlabeled, 7, config.augment, config.max_angle)
-    batches = PrefetchedBatches(sampler, 2, 2, end_step=6)
+    data = prepare_data(sample_project, tiny_config())
     drawn_on = []
-    real_batch = sampler.batch
-    sampler.batch = lambda *args: drawn_on.append(threading.current_thread().name) or real_batch(*args)
+
+    def draw(step):
+        drawn_on.append(threading.current_thread().name)
+        return data.batch(step)
+
+    batches = PrefetchedBatches(draw, end_step=6)
     try:
         for step in (0, 1, 2, 4, 5):  # 4 after 2: a jump (as on resume) is drawn in line, then prefetching goes on
-            got = batches.get(step)
-            expected = real_batch(step, 2, 2)
-            assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True)), f"step {step}"
+            got, expected = batches.get(step), data.batch(step)
+            assert got.keys() == expected.keys() == {"x_l", "y_l", "x_u"}
+            assert all(np.array_equal(got[k], expected[k]) for k in got), f"step {step}"
     finally:
         batches.close()
     assert any(name.startswith("s4mi-batches") for name in drawn_on)  # the next batches came from the helper

@@ -12,38 +12,38 @@ import pytest
 import torch
 from conftest import REPO, tiny_config
 
-from napari_s4mi.core.engine import prepare_data, train_segmentation
+from napari_s4mi.core.engine import prepare_data, train
 from napari_s4mi.core.errors import TrainingError
 from napari_s4mi.core.events import Done
-from napari_s4mi.core.predictor import Predictor
+from napari_s4mi.core.predictor import open_predictor
 
 
-def disagreement(predictor: Predictor, images) -> float:
+def disagreement(predictor, images) -> float:
     """Fraction of unlabeled pixels where the CNN's and the Swin's argmax differ."""
-    from napari_s4mi.core.data import normalise_batch
+    from napari_s4mi.core.inputs import normalise_batch
 
-    probs = predictor.method.probabilities(normalise_batch(images, predictor.red_norm))
+    probs = predictor.method.predict(normalise_batch(images, predictor.red_norm))
     return float((probs["cnn"].argmax(1) != probs["swin"].argmax(1)).float().mean())
 
 
 def test_networks_disagree_less_after_training(sample_project, tmp_path):
     config = tiny_config(iterations=25, val_every=1000, checkpoint_every=1000, lr=1e-3)
     unlabeled = prepare_data(sample_project, config).unlabeled.images
-    list(train_segmentation(sample_project, tiny_config(iterations=1, lr=1e-9), tmp_path / "start"))
-    before = disagreement(Predictor(tmp_path / "start", checkpoint="last"), unlabeled)
-    list(train_segmentation(sample_project, config, tmp_path / "trained"))
-    after = disagreement(Predictor(tmp_path / "trained", checkpoint="last"), unlabeled)
+    list(train(sample_project, tiny_config(iterations=1, lr=1e-9), tmp_path / "start"))
+    before = disagreement(open_predictor(tmp_path / "start", checkpoint="last"), unlabeled)
+    list(train(sample_project, config, tmp_path / "trained"))
+    after = disagreement(open_predictor(tmp_path / "trained", checkpoint="last"), unlabeled)
     assert after < before, (before, after)
 
 
 def test_reloaded_checkpoint_predicts_identically(sample_project, tmp_path):
     from napari_s4mi.core.engine import BEST, LAST
 
-    events = list(train_segmentation(sample_project, tiny_config(iterations=2), tmp_path / "run"))
+    events = list(train(sample_project, tiny_config(iterations=2), tmp_path / "run"))
     assert isinstance(events[-1], Done)
     with sample_project.open_slide(sample_project.unannotated_ids()[0]) as slide:
-        first = Predictor(tmp_path / "run", device="cpu").predict(slide)
-        again = Predictor(tmp_path / "run", device="cpu").predict(slide)
+        first = open_predictor(tmp_path / "run", device="cpu").predict(slide)
+        again = open_predictor(tmp_path / "run", device="cpu").predict(slide)
         assert first.labels.shape == slide.shape
     np.testing.assert_array_equal(first.labels, again.labels)
     np.testing.assert_array_equal(first.disagreement, again.disagreement)
@@ -55,7 +55,7 @@ def test_nan_loss_stops_with_message_and_keeps_project(sample_project, tmp_path)
     manifest = sample_project.manifest_path.read_bytes()
     masks = {p.name: p.read_bytes() for p in sample_project.masks_dir.iterdir()}
     with pytest.raises(TrainingError, match="lower the learning rate") as info:
-        list(train_segmentation(sample_project, tiny_config(iterations=30, lr=1e12), tmp_path / "run"))
+        list(train(sample_project, tiny_config(iterations=30, lr=1e12), tmp_path / "run"))
     assert "\n" not in str(info.value)
     assert sample_project.manifest_path.read_bytes() == manifest
     assert {p.name: p.read_bytes() for p in sample_project.masks_dir.iterdir()} == masks
@@ -68,11 +68,11 @@ def test_out_of_memory_stops_with_message(sample_project, tmp_path):
         sys.path.insert(0, {str(REPO / "tests")!r})
         from conftest import tiny_config
         from napari_s4mi.core.project import Project
-        from napari_s4mi.core.engine import train_segmentation
+        from napari_s4mi.core.engine import train
         from napari_s4mi.core.errors import TrainingError
         import torch
         project = Project.open({str(sample_project.root)!r})
-        events = train_segmentation(project, tiny_config(labeled_batch=4096, input_size=256), {str(tmp_path / "run")!r})
+        events = train(project, tiny_config(labeled_batch=4096, input_size=256), {str(tmp_path / "run")!r})
         next(events)  # data loaded and networks built before the cap
         usage = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()
         resource.setrlimit(resource.RLIMIT_AS, (usage + (1 << 30), resource.RLIM_INFINITY))

@@ -1,4 +1,4 @@
-"""Training data: which slides play which role, their tiles at network size, and the two-stream sampler.
+"""Segmentation training data: which slides play which role, their tiles at network size, the two-stream sampler.
 
 Labeled slides give (image, mask) tiles; unlabeled slides give image tiles only: their mask files are never
 opened, so hidden labels cannot leak into the unlabeled stream.
@@ -6,23 +6,12 @@ opened, so hidden labels cannot leak into the unlabeled stream.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from .errors import ProjectError
-from .preprocess import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Tile,
-    TilingSpec,
-    augment,
-    resize_image,
-    resize_mask,
-    tile_grid,
-)
+from .preprocess import Tile, TilingSpec, augment, network_tile, resize_mask, tile_grid
 from .project import Project
 
 MIN_ANNOTATED_FOR_VALIDATION = 3
@@ -104,7 +93,7 @@ def load_tiles(project: Project, ids: list[str], spec: TilingSpec, with_masks: b
             mask = project.read_mask(slide_id) if with_masks else None
             for tile in tile_grid(slide.shape[0], slide.shape[1], spec):
                 region = slide.read_region(tile.y, tile.x, tile.h, tile.w)
-                images.append(np.clip(resize_image(region, size), 0, 255).round().astype(np.uint8))
+                images.append(network_tile(region, size))
                 if mask is not None:
                     masks.append(resize_mask(_crop_padded(mask, tile), size).astype(np.uint8))
                 owners.append(slide_id)
@@ -118,17 +107,6 @@ def is_colour(tiles: TileSet, sample: int = 16) -> bool:
     """True when the tiles carry colour (channels differ), i.e. red normalisation makes sense."""
     head = tiles.images[:sample].astype(np.int16)
     return bool(np.abs(head[..., 0] - head[..., 1]).mean() + np.abs(head[..., 0] - head[..., 2]).mean() > 1.0)
-
-
-def normalise_batch(images: np.ndarray, red_norm: bool, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 (N, S, S, 3) → float (N, 3, S, S): [0, 1], optional red normalisation, ImageNet standardisation."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    if red_norm:
-        norm = torch.sqrt((x * x).sum(dim=1, keepdim=False) + 1e-6)
-        x[:, 0] = x[:, 0] / norm
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
 
 
 class TwoStreamSampler:
@@ -164,29 +142,3 @@ class TwoStreamSampler:
         blank = np.zeros(u_images.shape[:3], np.uint8)
         u_images, _ = self._augment(u_images, blank, rng)
         return images, masks, u_images
-
-
-class PrefetchedBatches:
-    """A sampler's batches, each next step's drawn and augmented on a helper thread while the current step trains
-    (the sampler is seeded by step, so the batches are the same as drawn in line). On a GPU whose step replays in
-    ~30 ms, drawing a `paper` batch (~50-90 ms of NumPy) in line would dominate the step."""
-
-    def __init__(self, sampler: TwoStreamSampler, n_labeled: int, n_unlabeled: int, end_step: int):
-        self.sampler, self.sizes, self.end_step = sampler, (n_labeled, n_unlabeled), end_step
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s4mi-batches")
-        self._pending: tuple[int, Future] | None = None
-
-    def get(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The batch of ``step``; the one of ``step + 1`` starts being drawn."""
-        if self._pending is not None and self._pending[0] == step:
-            batch = self._pending[1].result()
-        else:
-            batch = self.sampler.batch(step, *self.sizes)
-        self._pending = None
-        if step + 1 < self.end_step:
-            self._pending = (step + 1, self._pool.submit(self.sampler.batch, step + 1, *self.sizes))
-        return batch
-
-    def close(self) -> None:
-        """Wait for the batch in flight (if any) and end the helper thread."""
-        self._pool.shutdown(wait=True, cancel_futures=True)

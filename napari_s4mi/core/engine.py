@@ -1,97 +1,49 @@
-"""The one training loop behind the CLI, the GUI and the tests.
+"""The one training loop behind the CLI, the GUI and the tests, for every task and method.
 
-`train_segmentation` is a generator of typed events (see events.py). It checks the cancel token once per
-step; cancelling, finishing, or an error all leave a complete `last/` checkpoint of the latest finished step.
+:func:`train` is a generator of typed events (see events.py). The config names the method; the registry gives
+its task's data (``tasks/``) and its Method class (``methods/``). The loop checks the cancel token once per
+step; cancelling, finishing, or an error all leave a complete ``last/`` checkpoint of the latest finished step.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .config import SegConfig
-from .data import (
-    DataPlan,
-    PrefetchedBatches,
-    TileSet,
-    TwoStreamSampler,
-    is_colour,
-    load_tiles,
-    normalise_batch,
-    plan_data,
-)
+from .config import TrainConfig
 from .device import is_out_of_memory, release_memory, resolve_device, resolve_precision
 from .errors import InputError, TrainingError
-from .events import CancelToken, Checkpoint, Done, Event, Message, Progress, Validation
-from .methods import SegMethod, make_method
-from .metrics import ConfusionCounts
-from .preprocess import TilingSpec
+from .events import BestCheckpoint, CancelToken, Checkpoint, Done, Event, Message, Progress, Validation
+from .methods.base import Method
 from .project import Project
+from .registry import config_from_dict, entry_for, task_entry
 from .runs import CONFIG_FILE, append_metrics, read_run_config, write_run_config
+from .tasks.base import PrefetchedBatches, TrainingData
 
 LAST, BEST = "last", "best"
 
 
-@dataclass
-class TrainData:
-    """Tiles for one run, and whether red normalisation applies."""
-
-    plan: DataPlan
-    labeled: TileSet
-    unlabeled: TileSet | None
-    val: TileSet | None
-    red_norm: bool
+def prepare_data(project: Project, config: TrainConfig) -> TrainingData:
+    """The task's training data for a run of ``config`` on ``project``."""
+    return task_entry(config.task).data_class()(project, config)
 
 
-def tiling_spec(config: SegConfig) -> TilingSpec:
-    return TilingSpec(input_size=config.input_size, tile_size=config.tile_size, tile_threshold=config.tile_threshold)
-
-
-def prepare_data(project: Project, config: SegConfig) -> TrainData:
-    """Plan the slide roles and load their tiles; unlabeled slides are read without their masks."""
-    plan = plan_data(project, config.label_fraction, config.seed)
-    spec = tiling_spec(config)
-    labeled = load_tiles(project, plan.labeled, spec, with_masks=True)
-    unlabeled = None
-    if config.method == "cross-teaching" and config.unlabeled_batch > 0 and plan.unlabeled:
-        unlabeled = load_tiles(project, plan.unlabeled, spec, with_masks=False)
-    val = load_tiles(project, plan.val, spec, with_masks=True) if plan.val else None
-    red_norm = config.red_norm == "on" or (config.red_norm == "auto" and is_colour(labeled))
-    return TrainData(plan, labeled, unlabeled, val, red_norm)
-
-
-def evaluate(method: SegMethod, tiles: TileSet, red_norm: bool, batch_size: int = 16) -> dict[str, float]:
-    """Pooled foreground IoU of each network (and of their mean) on validation tiles at network size."""
-    counts: dict[str, ConfusionCounts] = {}
-    for start in range(0, len(tiles), batch_size):
-        x = normalise_batch(tiles.images[start : start + batch_size], red_norm, method.device)
-        target = tiles.masks[start : start + batch_size]
-        for name, probs in method.probabilities(x).items():
-            counts.setdefault(name, ConfusionCounts()).add(probs.argmax(dim=1).cpu().numpy(), target)
-    return {f"iou_{name}": c.iou() for name, c in counts.items()}
-
-
-def _best_choice(metrics: dict[str, float]) -> tuple[str, float]:
-    name, value = max(metrics.items(), key=lambda kv: kv[1])
-    return name.removeprefix("iou_"), value
-
-
-def train_segmentation(
+def train(
     project: Project,
-    config: SegConfig,
+    config: TrainConfig,
     run_dir: Path,
     cancel: CancelToken | None = None,
     resume: bool = False,
     init_from: Path | None = None,
 ) -> Iterator[Event]:
-    """Train a segmentation method on a project, writing the run to run_dir; yields events."""
+    """Train the config's method on a project, writing the run to run_dir; yields events."""
     config.validate()
+    entry = entry_for(config)
     cancel = cancel or CancelToken()
     run_dir = Path(run_dir)
     device = resolve_device(config.device)
@@ -99,12 +51,26 @@ def train_segmentation(
     if not resume and (run_dir / CONFIG_FILE).exists():
         raise InputError(f"{run_dir}: already holds a run; pick a new --out or resume it (--resume)")
     data = prepare_data(project, config)
-    for text in data.plan.messages:
+    for text in data.messages:
         yield Message(text, "warning")
     torch.manual_seed(config.seed)
-    method = make_method(config, len(project.classes), device, precision)
+    method = entry.method_class()(config, data.run_info(), device, precision)
     try:
-        yield from _run(project, config, run_dir, cancel, resume, init_from, data, method, device, precision)
+        if resume:
+            start_step, best = _restore(run_dir, method)
+            yield Message(f"resuming {run_dir.name} at step {start_step} of {config.iterations}")
+        else:
+            start_step, best = 0, None
+            for report in method.reports:
+                yield Message(report.message, "info" if report.source != "random" else "warning")
+            if init_from is not None:
+                source = Path(init_from) / (BEST if (Path(init_from) / BEST).exists() else LAST)
+                ckpt.load_networks(source, method.networks)
+                yield Message(f"warm start from {source}")
+            extra = {"project": str(project.root), "device": str(device), "precision": precision}
+            extra |= data.run_info() | {"init_from": str(init_from or "")}
+            write_run_config(run_dir, config.to_dict(), data.roles(), extra)
+        yield from _loop(config, run_dir, cancel, data, method, start_step, best)
     finally:
         # an error's traceback still holds `method`: drop its tensors explicitly so the GPU memory goes now
         method.close()
@@ -112,49 +78,41 @@ def train_segmentation(
         release_memory(device)
 
 
-def _run(project, config, run_dir, cancel, resume, init_from, data, method, device, precision) -> Iterator[Event]:
-    start_step, best = 0, {"score": -1.0, "predict_with": "cnn" if config.method == "supervised" else "mean"}
-    if resume:
-        state = ckpt.read_state(run_dir / LAST)
-        ckpt.load_networks(run_dir / LAST, method.networks)
-        ckpt.load_optimizers(run_dir / LAST, method.optimizers)
-        if "scaler" in state and method.scaler.is_enabled():  # fp16: go on with the loss scale reached
-            method.scaler.load_state_dict(state["scaler"])
-        start_step, best = state["step"], state.get("best", best)
-        yield Message(f"resuming {run_dir.name} at step {start_step} of {config.iterations}")
-    else:
-        for report in method.reports:
-            yield Message(report.message, "info" if report.source != "random" else "warning")
-        if init_from is not None:
-            source = Path(init_from) / (BEST if (Path(init_from) / BEST).exists() else LAST)
-            ckpt.load_networks(source, method.networks)
-            yield Message(f"warm start from {source}")
-        write_run_config(
-            run_dir,
-            config.to_dict(),
-            data.plan.roles(),
-            {
-                "project": str(project.root),
-                "classes": project.classes,
-                "device": str(device),
-                "precision": precision,
-                "red_norm_applied": data.red_norm,
-                "init_from": str(init_from or ""),
-            },
-        )
-    sampler = TwoStreamSampler(data.labeled, data.unlabeled, config.seed, config.augment, config.max_angle)
-    n_unlabeled = config.unlabeled_batch if config.method == "cross-teaching" else 0
+def _restore(run_dir: Path, method: Method) -> tuple[int, BestCheckpoint | None]:
+    """Load the last checkpoint into ``method``; the step it reached and the best validation so far."""
+    state = ckpt.read_state(run_dir / LAST)
+    ckpt.load_networks(run_dir / LAST, method.networks)
+    ckpt.load_optimizers(run_dir / LAST, method.optimizers)
+    if "scaler" in state and method.scaler.is_enabled():  # fp16: go on with the loss scale reached
+        method.scaler.load_state_dict(state["scaler"])
+    return int(state["step"]), BestCheckpoint.from_dict(state.get("best"))
 
-    def save(kind: str, step: int) -> Checkpoint:
-        state = {"step": step, "best": best, "predict_with": best["predict_with"], "method": config.method}
+
+def _loop(
+    config: TrainConfig,
+    run_dir: Path,
+    cancel: CancelToken,
+    data: TrainingData,
+    method: Method,
+    step: int,
+    best: BestCheckpoint | None,
+) -> Iterator[Event]:
+    def save(kind: str, at: int) -> Checkpoint:
+        state = {
+            "step": at,
+            "best": best.to_dict() if best else None,
+            "predict_with": best.network if best else method.default_output,
+            "method": config.method,
+            "task": config.task,
+        }
         if method.scaler.is_enabled():
             state["scaler"] = method.scaler.state_dict()
-        return Checkpoint(ckpt.save_checkpoint(run_dir / kind, method.networks, method.optimizers, state), step, kind)
+        return Checkpoint(ckpt.save_checkpoint(run_dir / kind, method.networks, method.optimizers, state), at, kind)
 
-    # the next step's batch is drawn and augmented on a helper thread while this one trains
-    batches = PrefetchedBatches(sampler, config.labeled_batch, n_unlabeled, config.iterations)
+    device = method.device
+    batches = PrefetchedBatches(data.batch, config.iterations)  # the next batch is drawn while this one trains
     try:
-        step, step_time, started = start_step, None, time.perf_counter()
+        step_time, started = None, time.perf_counter()
         while step < config.iterations:
             if cancel.cancelled:
                 yield save(LAST, step)
@@ -163,23 +121,18 @@ def _run(project, config, run_dir, cancel, resume, init_from, data, method, devi
             tick = time.perf_counter()
             torch.manual_seed(config.seed * 1_000_003 + step)
             try:
-                images, masks, u_images = batches.get(step)
-                x_l = normalise_batch(images, data.red_norm, device)
-                y_l = torch.from_numpy(masks).to(device).long()
-                x_u = normalise_batch(u_images, data.red_norm, device)
-                parts = method.train_step(step, x_l, y_l, x_u)
+                parts = method.train_step(step, data.to_device(batches.get(step), device))
             except Exception as exc:
                 if is_out_of_memory(exc):
                     raise TrainingError(
-                        f"out of memory at step {step} (batch {config.labeled_batch}+{n_unlabeled}, input "
-                        f"{config.input_size} px): lower the batch or input size, or use --precision bf16; the "
-                        f"last checkpoint in {run_dir / LAST} is kept"
+                        f"out of memory at step {step} ({data.describe_batch()}): lower the batch or input size, "
+                        f"or use --precision bf16; the last checkpoint in {run_dir / LAST} is kept"
                     ) from exc
                 raise
             if not np.isfinite(parts["loss"]):
                 raise TrainingError(
                     f"the loss became {parts['loss']} at step {step}: lower the learning rate (--lr) or check the "
-                    f"masks; the last checkpoint in {run_dir / LAST} is kept"
+                    f"labels; the last checkpoint in {run_dir / LAST} is kept"
                 )
             step += 1
             elapsed = time.perf_counter() - tick
@@ -189,14 +142,13 @@ def _run(project, config, run_dir, cancel, resume, init_from, data, method, devi
             yield Progress(
                 step, config.iterations, loss, parts, parts.get("lr", 0.0), step_time * (config.iterations - step)
             )
-            if data.val is not None and (step % config.val_every == 0 or step == config.iterations):
-                metrics = evaluate(method, data.val, data.red_norm)
-                name, score = _best_choice(metrics)
-                improved = score > best["score"]
+            if data.has_validation and (step % config.val_every == 0 or step == config.iterations):
+                result = method.evaluate(data.validation_batches(device))
+                improved = best is None or result.score > best.score
                 if improved:
-                    best = {"score": score, "predict_with": name, "step": step, **metrics}
-                record.update(metrics)
-                yield Validation(step, metrics, improved)
+                    best = BestCheckpoint(step, result.metric, result.score, result.network, result.metrics)
+                record.update(result.metrics)
+                yield Validation(step, result.metrics, result.metric, result.score, result.network, improved)
                 if improved:
                     yield save(BEST, step)
             append_metrics(run_dir, record)
@@ -207,6 +159,6 @@ def _run(project, config, run_dir, cancel, resume, init_from, data, method, devi
         batches.close()
 
 
-def load_run_config(run_dir: Path) -> SegConfig:
-    """The SegConfig a run was trained with."""
-    return SegConfig.from_dict(read_run_config(run_dir)["config"])
+def load_run_config(run_dir: Path) -> TrainConfig:
+    """The config a run was trained with (its method's config class)."""
+    return config_from_dict(read_run_config(run_dir)["config"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -21,11 +21,42 @@ class Progress:
 
 @dataclass(frozen=True)
 class Validation:
-    """Validation metrics at a step (foreground IoU per network and for their mean)."""
+    """Validation metrics at a step; ``metric`` is the one that picks the best checkpoint, reached by ``network``
+    (the output prediction will use), and ``best`` says whether this step is the best so far."""
 
     step: int
     metrics: dict[str, float]
-    best: bool
+    metric: str = ""
+    score: float = float("nan")
+    network: str = ""
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """The best validation so far: its step, the primary metric, its value and the network that reached it."""
+
+    step: int
+    metric: str
+    score: float
+    network: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> BestCheckpoint | None:
+        """Read a checkpoint's ``best`` entry (older runs: score, predict_with and metrics side by side)."""
+        if not data or data.get("score", -1.0) < 0:
+            return None
+        if "metric" in data:
+            return cls(
+                int(data["step"]), data["metric"], float(data["score"]), data["network"], data.get("metrics", {})
+            )
+        metrics = {k: v for k, v in data.items() if k not in ("score", "predict_with", "step")}
+        network = str(data.get("predict_with", ""))
+        return cls(int(data.get("step", 0)), f"iou_{network}", float(data["score"]), network, metrics)
 
 
 @dataclass(frozen=True)
@@ -52,7 +83,7 @@ class Done:
     run_dir: Path
     step: int
     cancelled: bool
-    best: dict[str, float] = field(default_factory=dict)
+    best: BestCheckpoint | None = None
 
 
 Event = Progress | Validation | Checkpoint | Message | Done

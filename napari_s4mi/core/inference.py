@@ -1,7 +1,8 @@
 """Whole-slide prediction: tile (or resize) a slide, batch the tiles through a model, stitch full-size labels.
 
 Each tile of :func:`~napari_s4mi.core.preprocess.tile_grid` is read with ``slide.read_region`` (blank beyond
-the slide), made a network input with ``to_network_input``, and predicted in batches. The (K, S, S)
+the slide), made a network input as in training (``preprocess.network_tile`` then ``inputs.normalise_batch``),
+and predicted in batches. The (K, S, S)
 probabilities are resized back to the tile's size (bilinear, torch), reduced to labels by argmax, cropped to
 the part inside the slide and written into the output; only one batch of full-resolution tile probabilities
 exists at a time.
@@ -21,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .preprocess import Tile, TilingSpec, tile_grid, to_network_input
+from .inputs import normalise_batch
+from .preprocess import Tile, TilingSpec, network_tile, tile_grid
 
 LABELS_FILE = "labels.tif"
 DISAGREEMENT_FILE = "disagreement.tif"
@@ -87,8 +89,7 @@ def predict_slide(
     labels, disagreement = _allocate(height, width, with_disagreement, out_dir if large else None)
 
     def prepare(batch: Sequence[Tile]) -> torch.Tensor:
-        regions = (slide.read_region(t.y, t.x, t.h, t.w) for t in batch)
-        return torch.from_numpy(np.stack([to_network_input(r, spec.input_size, red_norm) for r in regions]))
+        return network_inputs(slide, batch, spec.input_size, red_norm)
 
     done = 0
     with ThreadPoolExecutor(max_workers=1) as reader:
@@ -105,6 +106,12 @@ def predict_slide(
 
 
 # --------------------------------------------------------------------------------------------- helpers
+def network_inputs(slide: SlideLike, tiles: Sequence[Tile], size: int, red_norm: bool) -> torch.Tensor:
+    """The CPU float32 network inputs (N, 3, S, S) of ``tiles`` of a slide, made exactly as in training."""
+    regions = [network_tile(slide.read_region(t.y, t.x, t.h, t.w), size) for t in tiles]
+    return normalise_batch(np.stack(regions), red_norm)
+
+
 def _allocate(
     height: int, width: int, with_disagreement: bool, out_dir: Path | None
 ) -> tuple[np.ndarray, np.ndarray | None]:

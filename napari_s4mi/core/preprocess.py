@@ -4,11 +4,12 @@ The paper's recipe: a slide with a side over ``tile_threshold`` (960 px) is cut 
 top-left corner, the last row and column padded with blank; any other slide is resized whole to the network
 size (224 px), aspect ratio not kept. Every network input is built in one fixed order:
 
-    resize (bilinear, anti-aliased) -> scale to [0, 1] -> optional red normalisation -> ImageNet mean/std
+    resize (bilinear, anti-aliased) -> uint8 -> scale to [0, 1] -> optional red normalisation -> ImageNet mean/std
 
 Resizing uses precomputed sparse, separable triangle-filter weights (the same filter as PIL and
 ``torch.nn.functional.interpolate(mode="bilinear", antialias=True)``): as fast as torch on two CPU cores and
-importable without torch, so napari and data-loading code do not pay for it.
+importable without torch, so napari and data-loading code do not pay for it. The resized tile is rounded to uint8
+(``network_tile``) and normalised in one place, ``inputs.normalise_batch``, for training and prediction alike.
 """
 
 from __future__ import annotations
@@ -159,27 +160,7 @@ def resize_mask(mask: np.ndarray, size: Size) -> np.ndarray:
     return mask[rows[:, None], cols[None, :]]
 
 
-# -------------------------------------------------------------------------------------- normalisation
-def red_normalise(img: np.ndarray, eps: float = RED_NORM_EPS) -> np.ndarray:
-    """Red-channel normalisation: R <- R / sqrt(R^2 + G^2 + B^2 + eps); G and B unchanged.
-
-    Apply it to [0, 1]-scaled floats (``eps`` is sized for that scale). Returns a new float32 array."""
-    out = np.array(img, dtype=np.float32, copy=True)
-    if out.ndim != 3 or out.shape[2] < 3:
-        raise ValueError(f"red normalisation needs an (h, w, 3) image; got shape {out.shape}")
-    _red_normalise_planes(out[..., 0], out[..., 1], out[..., 2], eps)
-    return out
-
-
-def _red_normalise_planes(r: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float) -> None:
-    """In place: r <- r / sqrt(r^2 + g^2 + b^2 + eps) on float32 planes."""
-    norm = r * r
-    norm += g * g
-    norm += b * b
-    norm += np.float32(eps)
-    r /= np.sqrt(norm, out=norm)
-
-
+# ------------------------------------------------------------------------------------------ network tile
 def _as_rgb(region: np.ndarray) -> np.ndarray:
     if region.ndim == 2:
         return np.repeat(region[..., None], 3, axis=2)
@@ -190,22 +171,11 @@ def _as_rgb(region: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected an (h, w, 3) RGB region; got shape {region.shape}")
 
 
-def to_network_input(region: np.ndarray, size: Size, red_norm: bool = False) -> np.ndarray:
-    """A uint8 (h, w, 3) region as a float32 (3, size, size) network input.
-
-    Order (fixed): resize -> scale to [0, 1] -> red normalisation (if ``red_norm``) -> ImageNet mean/std."""
-    img = resize_image(_as_rgb(region), size).transpose(2, 0, 1)  # (3, S, S) view: per-plane maths is faster
-    img = np.multiply(img, np.float32(1.0 / 255.0), order="C")
-    if red_norm:
-        _red_normalise_planes(img[0], img[1], img[2], RED_NORM_EPS)
-    img -= IMAGENET_MEAN[:, None, None]
-    img /= IMAGENET_STD[:, None, None]
-    return img
-
-
-def from_network_input(x: np.ndarray) -> np.ndarray:
-    """Undo the ImageNet standardisation of a (3, S, S) input: an (S, S, 3) float32 image, about [0, 1]."""
-    return x.transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
+def network_tile(region: np.ndarray, size: Size) -> np.ndarray:
+    """A uint8 region (h, w[, C]) as the uint8 (size, size, 3) tile every network input starts from: RGB,
+    resized (bilinear, anti-aliased), rounded back to uint8. Training, validation and prediction all use it;
+    ``inputs.normalise_batch`` then makes the network input."""
+    return np.clip(resize_image(_as_rgb(region), size), 0, 255).round().astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------- augmentation

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_write_text
-from .errors import InputError
+from .errors import InputError, S4MIError
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -93,6 +93,7 @@ class RunSummary:
     iterations: int
     has_best: bool
     has_last: bool
+    outputs: tuple[str, ...] = ()  # what prediction can use (networks, their mean)
 
     @property
     def finished(self) -> bool:
@@ -119,7 +120,18 @@ def summarize_run(run_dir: Path) -> RunSummary | None:
         int(config.get("iterations", 0)),
         (run_dir / "best" / "state.json").is_file(),
         True,
+        _outputs(config),
     )
+
+
+def _outputs(config: dict[str, Any]) -> tuple[str, ...]:
+    """The outputs a saved config offers for prediction (none for a method this version does not know)."""
+    from .registry import config_from_dict
+
+    try:
+        return tuple(getattr(config_from_dict(config), "outputs", ()))
+    except (S4MIError, TypeError, ValueError):
+        return ()
 
 
 def list_runs(runs_dir: Path) -> list[RunSummary]:

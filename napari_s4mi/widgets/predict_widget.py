@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from napari.utils.notifications import show_error, show_info
@@ -19,9 +20,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.config import DEVICES, PREDICT_WITH
+from ..core.config import DEVICES
 from ..core.errors import S4MIError
-from ..core.runs import list_runs
+from ..core.runs import list_runs, summarize_run
 from .quiet import ActivityBar
 from .session import report, session_for
 from .workers import Job, SlideResult, start_prediction
@@ -41,7 +42,7 @@ class PredictWidget(QWidget):
         self.refresh_button = QPushButton("↻")
         self.refresh_button.setToolTip("Look for new runs")
         self.network = QComboBox()
-        self.network.addItems(list(PREDICT_WITH))
+        self.network.addItem("auto")
         self.network.setToolTip("auto: the network (or their mean) that did best on validation")
         self.scope = QComboBox()
         self.scope.addItems(list(SCOPES))
@@ -57,6 +58,7 @@ class PredictWidget(QWidget):
         self.status.setWordWrap(True)
         self._build_layout()
         self.refresh_button.clicked.connect(self.refresh_runs)
+        self.run_box.currentIndexChanged.connect(lambda _i: self._list_outputs())
         self.predict_button.clicked.connect(self.predict)
         self.stop_button.clicked.connect(self.stop)
         self.accept_button.clicked.connect(lambda: report(self.session.accept_prediction, "cannot accept"))
@@ -67,7 +69,6 @@ class PredictWidget(QWidget):
         self.job: Job | None = None
         self.last_error: str | None = None
         self.predicted: list[str] = []
-        self.insert_windows: list[tuple[float, float]] = []  # (start, end) of adding result layers, for the bench
         self._pbar: ActivityBar | None = None
         self.refresh_runs()
 
@@ -105,7 +106,17 @@ class PredictWidget(QWidget):
             index = self.run_box.findData(current)
             if index >= 0:
                 self.run_box.setCurrentIndex(index)
+        self._list_outputs()
         self._update_buttons()
+
+    def _list_outputs(self) -> None:
+        """The chosen run's outputs (its networks, and their mean for two) after "auto", keeping the choice."""
+        run_dir = self.run_box.currentData()
+        summary = summarize_run(Path(run_dir)) if run_dir else None
+        chosen = self.network.currentText()
+        self.network.clear()
+        self.network.addItems(["auto", *(summary.outputs if summary else ())])
+        self.network.setCurrentText(chosen)
 
     def _slides(self) -> list[str]:
         project = self.session.require_project()
@@ -170,9 +181,7 @@ class PredictWidget(QWidget):
             self._pbar.update(1)
         self.status.setText(f"predicted {result.done}/{result.total}: {result.slide_id}")
         if result.labels is not None:
-            tick = time.perf_counter()
             self.session.show_prediction(result.slide_id, result.labels, result.disagreement)
-            self.insert_windows.append((tick, time.perf_counter()))
         else:
             self.session.statuses_changed.emit()
 

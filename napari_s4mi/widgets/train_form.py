@@ -1,4 +1,7 @@
-"""The Train widget's settings form: fields ↔ SegConfig, remembered between sessions in a JSON file."""
+"""The Train widget's settings form: fields <-> a method's config, remembered between sessions in a JSON file.
+
+The methods and their settings come from the registry: a field shows when the chosen method's config has it (the
+Swin size for a config with a "swin" network, the unlabeled batch for a method with an unlabeled stream)."""
 
 from __future__ import annotations
 
@@ -11,11 +14,14 @@ from qtpy.QtGui import QDoubleValidator
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLineEdit, QSpinBox, QWidget
 
 from ..core.atomic import atomic_write_text
-from ..core.config import DEVICES, METHODS, PRECISIONS, PRESETS, SegConfig, preset
+from ..core.config import DEVICES, PRECISIONS, PRESETS
+from ..core.registry import make_config, method_names
+from ..core.seg_config import SegConfig
 
 CNN_ENCODERS = ("resnet18", "resnet34", "resnet50")
 SWIN_SIZES = {"48": (2, 4, 8, 16), "96": (3, 6, 12, 24)}  # embed dim → heads per stage
 SETTINGS_ENV = "S4MI_SETTINGS_DIR"
+TASK = "segmentation"
 
 
 def settings_path() -> Path:
@@ -42,7 +48,7 @@ class TrainForm(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.method = _combo(METHODS)
+        self.method = _combo(method_names(TASK))
         self.preset = _combo(PRESETS)
         self.cnn = _combo(CNN_ENCODERS)
         self.swin = _combo(tuple(SWIN_SIZES))
@@ -80,15 +86,15 @@ class TrainForm(QWidget):
 
     def apply_preset(self) -> None:
         """Fill the fields from the chosen preset and method."""
-        self.fill(preset(self.preset.currentText(), self.method.currentText()))
+        self.fill(make_config(TASK, self.method.currentText(), self.preset.currentText()))
 
     def fill(self, config: SegConfig) -> None:
         for box, value in ((self.method, config.method), (self.preset, config.preset)):
             box.blockSignals(True)
             box.setCurrentText(value)
             box.blockSignals(False)
-        self.cnn.setCurrentText(config.cnn.get("encoder", "resnet18"))
-        self.swin.setCurrentText(str(config.swin.get("embed_dim", 48)))
+        self.cnn.setCurrentText(config.networks.get("cnn", {}).get("encoder", "resnet18"))
+        self.swin.setCurrentText(str(config.networks.get("swin", {}).get("embed_dim", 48)))
         self.input_size.setValue(config.input_size)
         self.iterations.setValue(config.iterations)
         self.labeled_batch.setValue(config.labeled_batch)
@@ -97,8 +103,9 @@ class TrainForm(QWidget):
         self.label_fraction.setValue(config.label_fraction)
         self.device.setCurrentText(config.device)
         self.precision.setCurrentText(config.precision)
-        self.swin.setEnabled(config.method == "cross-teaching")
-        self.unlabeled_batch.setEnabled(config.method == "cross-teaching")
+        self.cnn.setEnabled("cnn" in config.networks)
+        self.swin.setEnabled("swin" in config.networks)
+        self.unlabeled_batch.setEnabled(config.uses_unlabeled)
 
     def values(self) -> dict[str, Any]:
         """The fields as plain values (what is remembered)."""
@@ -120,27 +127,25 @@ class TrainForm(QWidget):
     def config(self) -> SegConfig:
         """The config the fields describe; TrainingError naming a bad field."""
         v = self.values()
-        base = preset(v["preset"], v["method"])
+        config = make_config(TASK, v["method"], v["preset"])
         try:
             lr = float(v["lr"])
         except ValueError:
             lr = -1.0  # rejected by validate() with a clear message
-        cnn = dict(base.cnn, encoder=v["cnn"])
-        swin = dict(base.swin, embed_dim=int(v["swin"]), num_heads=list(SWIN_SIZES[v["swin"]]))
-        return preset(
-            v["preset"],
-            v["method"],
-            cnn=cnn,
-            swin=swin,
+        if "cnn" in config.networks:
+            config.networks["cnn"]["encoder"] = v["cnn"]
+        if "swin" in config.networks:
+            config.networks["swin"].update(embed_dim=int(v["swin"]), num_heads=list(SWIN_SIZES[v["swin"]]))
+        return config.override(
             input_size=v["input_size"],
             iterations=v["iterations"],
             labeled_batch=v["labeled_batch"],
-            unlabeled_batch=v["unlabeled_batch"] if v["method"] == "cross-teaching" else 0,
+            unlabeled_batch=v["unlabeled_batch"] if config.uses_unlabeled else 0,
             lr=lr,
             label_fraction=v["label_fraction"],
             device=v["device"],
             precision=v["precision"],
-        )
+        ).validate()
 
     # --------------------------------------------------------------------------------------------- memory
 

@@ -11,9 +11,10 @@ from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtGui import QShowEvent
 from qtpy.QtWidgets import QHBoxLayout, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..core.config import SegConfig
+from ..core.config import TrainConfig
 from ..core.errors import S4MIError
 from ..core.events import Checkpoint, Done, Message, Progress, Validation
+from ..core.registry import config_from_dict
 from ..core.runs import list_runs, read_run_config
 from .curve import TrainingCurve
 from .quiet import ActivityBar, StatusText, set_progress
@@ -69,9 +70,6 @@ class TrainWidget(QWidget):
         self.last_done: Done | None = None
         self.last_error: str | None = None
         self._pbar: ActivityBar | None = None
-        self._stop_asked: float | None = None
-        self._last_progress: float | None = None
-        self.longest_step_s = 0.0  # between two Progress events, as the GUI saw them
         # Steps are shown by a timer, not per event: each repaint costs the GUI thread 10-20 ms (napari's canvas is
         # composited into the window), so fast runs (GPU: tens of steps a second) must not repaint every step.
         self._latest: Progress | None = None
@@ -81,7 +79,6 @@ class TrainWidget(QWidget):
         self._show_timer.setSingleShot(True)
         self._show_timer.setInterval(SHOW_EVERY_MS)
         self._show_timer.timeout.connect(self._show_progress)
-        self.stop_latency_s: float | None = None  # from Stop to the worker's end (checkpoint written)
         self._update_buttons()
 
     # --------------------------------------------------------------------------------------------- actions
@@ -110,13 +107,12 @@ class TrainWidget(QWidget):
             show_info("S4MI: no stopped run to resume; press Start for a new one")
             return
         run = unfinished[0]
-        config = SegConfig.from_dict(read_run_config(run.path)["config"])  # the run's own settings
+        config = config_from_dict(read_run_config(run.path)["config"])  # the run's own settings
         self._launch(config, run.path, resume=True)
 
     def stop(self) -> None:
         """Ask the run to stop after the step in flight; it writes its last checkpoint and ends."""
         if self.job is not None and self.job.running:
-            self._stop_asked = time.perf_counter()
             self.job.stop()
             self.status.setText("stopping after this step…")
             self.stop_button.setEnabled(False)
@@ -131,14 +127,12 @@ class TrainWidget(QWidget):
 
     # --------------------------------------------------------------------------------------------- worker
 
-    def _launch(self, config: SegConfig, run_dir: Path, resume: bool) -> None:
+    def _launch(self, config: TrainConfig, run_dir: Path, resume: bool) -> None:
         if self.job is not None and self.job.running:
             show_info("S4MI: a run is already training; stop it first")
             return
         self.session.autosaver.flush(wait=True)  # the latest strokes are on disk before the worker reads masks
         self.run_dir, self.last_done, self.last_error = run_dir, None, None
-        self._stop_asked = self._last_progress = self.stop_latency_s = None
-        self.longest_step_s = 0.0
         self._latest, self._shown_step = None, 0
         self.job = start_training(self.session.require_project(), config, run_dir, resume=resume)
         worker = self.job.worker
@@ -155,17 +149,12 @@ class TrainWidget(QWidget):
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Progress):
-            now = time.perf_counter()
-            if self._last_progress is not None:
-                self.longest_step_s = max(self.longest_step_s, now - self._last_progress)
-            self._last_progress = now
             self._latest = event
             self.curve.add_loss(event.step, event.loss)
             if not self._show_timer.isActive():
                 self._show_timer.start()
         elif isinstance(event, Validation):
-            iou = max(event.metrics.values()) if event.metrics else 0.0
-            self.curve.add_validation(event.step, iou)
+            self.curve.add_validation(event.step, event.score)
         elif isinstance(event, Message):
             (show_warning if event.level == "warning" else show_info)(f"S4MI: {event.text}")
         elif isinstance(event, Checkpoint):
@@ -174,8 +163,8 @@ class TrainWidget(QWidget):
             self._show_progress(final=True)
             self.last_done = event
             verb = "stopped" if event.cancelled else "finished"
-            best = event.best.get("score")
-            extra = f" · best val IoU {best:.3f}" if isinstance(best, float) and best >= 0 else ""
+            best = event.best
+            extra = f" · best {best.metric} {best.score:.3f} ({best.network})" if best is not None else ""
             self.status.setText(f"{verb} at step {event.step} · run {event.run_dir.name}{extra}")
 
     def _show_progress(self, final: bool = False) -> None:
@@ -206,8 +195,6 @@ class TrainWidget(QWidget):
         self.status.setText(f"failed: {text}")
 
     def _on_finished(self) -> None:
-        if self._stop_asked is not None:
-            self.stop_latency_s = time.perf_counter() - self._stop_asked
         self._show_timer.stop()
         if self.last_done is None:
             self._show_progress(final=True)

@@ -1,24 +1,25 @@
-"""Training methods, one module each; `make_method` picks one by name."""
+"""Training methods, one module each; the registry (``core/registry.py``) names them. See ``base.Method``."""
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from ..config import SegConfig
-from ..errors import TrainingError
-from .base import SegMethod
+if TYPE_CHECKING:
+    import torch
+
+    from ..config import TrainConfig
+    from .base import Method
 
 
-def make_method(
-    config: SegConfig, num_classes: int, device: torch.device, precision: str, weights: str | None = None
-) -> SegMethod:
-    """Instantiate the configured segmentation method (weights overrides the networks' weight spec)."""
-    if config.method == "cross-teaching":
-        from .cross_teaching import CrossTeaching
+def build_method(
+    config: TrainConfig,
+    run_info: Mapping[str, Any],
+    device: torch.device,
+    precision: str,
+    weights: str | None = None,
+) -> Method:
+    """The registered method of ``config``, its networks built (``weights`` overrides their weights spec)."""
+    from ..registry import entry_for
 
-        return CrossTeaching(config, num_classes, device, precision, weights)
-    if config.method == "supervised":
-        from .supervised_seg import SupervisedSeg
-
-        return SupervisedSeg(config, num_classes, device, precision, weights)
-    raise TrainingError(f"method '{config.method}' unknown: use cross-teaching or supervised")
+    return entry_for(config).method_class()(config, run_info, device, precision, weights)

@@ -1,78 +1,132 @@
-"""What the segmentation methods share: networks, one Adam per network, the update step, probabilities."""
+"""The extension point of the engine: what a training method is.
+
+A method owns named networks and the optimisers of those it trains, and turns one batch (a mapping of tensors that
+its task's data provides) into one update. The engine (``engine.py``) drives every method the same way:
+
+- ``__init__(config, run_info, device, precision, weights=None)``: ``build()`` adds the networks (``add_network``),
+  then one Adam per network in ``trainable()`` is made. A network may have no optimiser, e.g. an EMA teacher
+  updated in ``after_step``.
+- ``train_step(step, batch)``: learning rate of the schedule, zeroed gradients, ``losses`` under the precision's
+  autocast (on CUDA replayed from a captured graph), backward, optimiser steps, ``after_step``. Returns the loss
+  and its parts as floats; a non-finite loss updates nothing.
+- ``evaluate(batches)``: metrics on the validation batches and the name of the primary one (:class:`Evaluation`).
+- ``predict(x)``: outputs by name (e.g. each network's probabilities), in fp32, without gradients.
+
+Subclasses implement ``build`` and ``losses`` and, to be validated and used for prediction, ``evaluate`` and
+``predict``. Register them with ``registry.register_method``.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import SegConfig
-from ..device import autocast, return_freed_memory_promptly, use_channels_last
-from ..models import ModelSpec, WeightsReport, build_model
-from ..models.memory import set_unet_memory_saving
+from ..config import TrainConfig
+from ..device import autocast, use_channels_last
+from ..models import WeightsReport
 from .captured import CapturedStep
 
-
-def build_network(spec: dict, num_classes: int, img_size: int, weights: str | None = None):
-    """A network from a config dict (ModelSpec fields); weights overrides the spec's weights."""
-    fields = dict(spec)
-    if weights is not None:
-        fields["weights"] = weights
-    for key in ("depths", "num_heads"):
-        if key in fields:
-            fields[key] = tuple(fields[key])
-    return build_model(ModelSpec(**fields), num_classes=num_classes, img_size=img_size)
+Batch = Mapping[str, torch.Tensor]
 
 
-class SegMethod:
-    """Base of the segmentation methods: subclasses name their networks (config fields) and implement `losses`."""
+@dataclass(frozen=True)
+class Evaluation:
+    """Validation metrics; ``metric`` names the one that picks the best checkpoint, reached by ``network``."""
 
-    name = "base"
-    network_names: tuple[str, ...] = ()
+    metrics: dict[str, float]
+    metric: str
+    network: str
+
+    @property
+    def score(self) -> float:
+        return self.metrics[self.metric]
+
+
+class Method:
+    """Base of every training method (see the module docstring for the contract)."""
 
     def __init__(
-        self, config: SegConfig, num_classes: int, device: torch.device, precision: str, weights: str | None = None
+        self,
+        config: TrainConfig,
+        run_info: Mapping[str, Any],
+        device: torch.device,
+        precision: str,
+        weights: str | None = None,
     ):
         self.config = config
-        self.num_classes = num_classes
+        self.run_info = dict(run_info)
         self.device = device
         self.precision = precision
         self.networks: dict[str, nn.Module] = {}
-        # CUDA in bf16/fp32: forward + backward replayed from a captured graph (fp16's loss scaling stays eager)
-        graphs = config.cuda_graphs and device.type == "cuda" and precision != "fp16"
-        self._capture: CapturedStep | None = CapturedStep(device) if graphs else None
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.reports: list[WeightsReport] = []
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.channels_last = use_channels_last(device, precision)
-        # memory saving trades ~30% step time for memory: wanted on CPUs (the paper preset in < 4 GB), not on GPUs
-        self.memory_saving = config.memory_saving and device.type == "cpu"
-        if self.memory_saving:
-            return_freed_memory_promptly()
-        for name in self.network_names:
-            self._add(name, getattr(config, name), weights)
+        # CUDA in bf16/fp32: forward + backward replayed from a captured graph (fp16's loss scaling stays eager)
+        graphs = config.cuda_graphs and device.type == "cuda" and precision != "fp16"
+        self._capture: CapturedStep | None = CapturedStep(device) if graphs else None
+        self.build(weights)
         self.make_optimizers()
 
-    def _add(self, name: str, spec: dict, weights: str | None) -> None:
-        module, report = build_network(spec, self.num_classes, self.config.input_size, weights)
-        module = module.to(self.device)
-        if spec.get("arch") == "unet" and self.channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        if hasattr(module, "set_memory_saving"):
-            module.set_memory_saving(self.memory_saving)
-            module.set_fused_attention(self.config.fused_attention)
-        elif spec.get("arch") == "unet" and self.memory_saving:
-            set_unet_memory_saving(module, True)
-        self.networks[name] = module
-        self.reports.append(report)
+    # ------------------------------------------------------------------------------------------ to implement
+
+    def build(self, weights: str | None) -> None:
+        """Add the networks with ``add_network``; ``weights`` overrides the specs' weights (e.g. 'none')."""
+        raise NotImplementedError
+
+    def losses(self, batch: Batch, scalars: Mapping[str, float | torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Train-mode forward and the loss (key 'loss') with its parts, for one batch."""
+        raise NotImplementedError
+
+    def evaluate(self, batches: Iterable[Batch]) -> Evaluation:
+        """Metrics over validation batches."""
+        raise NotImplementedError
+
+    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Outputs by name for a batch of inputs (fp32, no gradients)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------------------- may override
+
+    def trainable(self) -> list[str]:
+        """Networks that get an optimiser (all by default)."""
+        return list(self.networks)
+
+    def step_scalars(self, step: int) -> dict[str, float]:
+        """Per-step numbers the losses use (e.g. a loss weight λ(t)); device tensors in a captured graph."""
+        return {}
+
+    def after_step(self, step: int) -> None:
+        """Called after the optimiser steps of ``step`` (e.g. an EMA teacher's update)."""
+
+    @property
+    def default_output(self) -> str:
+        """What predicts before any validation chose (the first network)."""
+        return next(iter(self.networks))
+
+    # ------------------------------------------------------------------------------------------- machinery
+
+    def add_network(self, name: str, module: nn.Module, report: WeightsReport | None = None) -> nn.Module:
+        self.networks[name] = module.to(self.device)
+        if report is not None:
+            self.reports.append(report)
+        return self.networks[name]
 
     def make_optimizers(self) -> None:
         fused = self.config.fused_optimizer and self.device.type in ("cpu", "cuda")
         self.optimizers = {
             name: torch.optim.Adam(
-                net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay, fused=fused or None
+                self.networks[name].parameters(),
+                lr=self.config.lr,
+                weight_decay=self.config.weight_decay,
+                fused=fused or None,
             )
-            for name, net in self.networks.items()
+            for name in self.trainable()
         }
 
     def learning_rate(self, step: int) -> float:
@@ -81,39 +135,27 @@ class SegMethod:
             return self.config.lr
         return 0.5 * self.config.lr * (1.0 + math.cos(math.pi * step / self.config.iterations))
 
-    def step_scalars(self, step: int) -> dict[str, float]:
-        """Per-step numbers the losses use (cross-teaching: λ(t)); tensors of a captured graph on CUDA."""
-        return {}
-
-    def losses(
-        self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, scalars: dict[str, float | torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def forward_losses(
-        self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, scalars: dict, cache: bool = True
-    ) -> dict[str, torch.Tensor]:
-        """Train-mode forward of every network and the losses, under the method's autocast."""
+    def forward_losses(self, batch: Batch, scalars: Mapping, cache: bool = True) -> dict[str, torch.Tensor]:
+        """``losses`` under the method's autocast (``cache=False`` inside a CUDA graph capture)."""
         with autocast(self.device, self.precision, cache=cache):
-            return self.losses(x_l, y_l, x_u, scalars)
+            return self.losses(batch, scalars)
 
-    def train_step(self, step: int, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor) -> dict[str, float]:
-        """One optimisation step of every network; returns the loss and its parts as floats. A non-finite loss
-        updates nothing."""
+    def train_step(self, step: int, batch: Batch) -> dict[str, float]:
+        """One optimisation step; returns the loss and its parts as floats. A non-finite loss updates nothing."""
         lr = self.learning_rate(step)
         for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = lr
-        for net in self.networks.values():
-            net.train()
+        for name in self.trainable():
+            self.networks[name].train()
         scalars = self.step_scalars(step)
-        if self._capture is not None and not self._capture.accepts(x_l, y_l, x_u):
+        if self._capture is not None and not self._capture.accepts(batch):
             self._drop_capture()  # other batch shapes, or a failed capture: eager from now on
-        values = self._capture.run(self, x_l, y_l, x_u, scalars) if self._capture is not None else None
+        values = self._capture.run(self, batch, scalars) if self._capture is not None else None
         if values is None:  # eager (or the capture failed: this step runs eagerly)
             for optimizer in self.optimizers.values():
                 optimizer.zero_grad(set_to_none=True)
-            parts = self.forward_losses(x_l, y_l, x_u, scalars)
+            parts = self.forward_losses(batch, scalars)
             values = {k: float(v.detach()) for k, v in parts.items()}
             if math.isfinite(values["loss"]):
                 self.scaler.scale(parts["loss"]).backward()
@@ -122,6 +164,7 @@ class SegMethod:
         for optimizer in self.optimizers.values():
             self.scaler.step(optimizer)
         self.scaler.update()
+        self.after_step(step)
         return values | {"lr": lr}
 
     def _drop_capture(self) -> None:
@@ -134,36 +177,12 @@ class SegMethod:
         """Whether the steps now replay a captured CUDA graph."""
         return self._capture is not None and self._capture.graph is not None
 
+    def eval_mode(self) -> None:
+        for net in self.networks.values():
+            net.eval()
+
     def close(self) -> None:
         """Drop the networks, optimizers and any captured graph, so their (GPU) memory can go at once."""
         self._drop_capture()
         self.networks.clear()
         self.optimizers.clear()
-
-    def use_inference_layout(self) -> None:
-        """Put the CNNs in channels_last: in inference it is faster on every device (CPU fp32: ResNet-34 U-Net,
-        8 tiles at 224, 1.1 -> 0.83 s), though in CPU fp32 training it is not."""
-        for spec_name, net in self.networks.items():
-            if self.config_arch(spec_name) == "unet":
-                net.to(memory_format=torch.channels_last)
-        self.channels_last = True
-
-    def forward(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and self.config_arch(name) == "unet":
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.networks[name](x)
-
-    def config_arch(self, name: str) -> str:
-        """The architecture of network `name` ("unet", "swin_unet")."""
-        return getattr(self.config, name, {}).get("arch", "")
-
-    @torch.no_grad()
-    def probabilities(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Softmax of each network (and of their mean, for two), in fp32."""
-        for net in self.networks.values():
-            net.eval()
-        with autocast(self.device, self.precision):
-            probs = {name: self.forward(name, x).float().softmax(dim=1) for name in self.networks}
-        if len(probs) == 2:
-            probs["mean"] = 0.5 * (probs["cnn"] + probs["swin"])
-        return probs

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from ..losses import consistency_weight, cross_teaching_loss, supervised_loss
-from .base import SegMethod
+from ..seg_config import CrossTeachingConfig
+from .base import Batch
+from .segmentation import SegMethod
 
 
 class CrossTeaching(SegMethod):
     """Labeled: ½(Dice + CE) per network. Unlabeled: Dice of each network against the other's argmax, × λ(t)."""
 
-    name = "cross-teaching"
-
-    network_names = ("cnn", "swin")
+    config: CrossTeachingConfig
 
     def weight(self, step: int) -> float:
         if self.config.constant_lambda:
@@ -23,12 +25,12 @@ class CrossTeaching(SegMethod):
     def step_scalars(self, step: int) -> dict[str, float]:
         return {"lambda": self.weight(step)}
 
-    def losses(
-        self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, scalars: dict[str, float | torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
+    def losses(self, batch: Batch, scalars: Mapping[str, float | torch.Tensor]) -> dict[str, torch.Tensor]:
+        x_l, y_l, x_u = batch["x_l"], batch["y_l"], batch["x_u"]
+        cnn, swin = self.config.networks  # the CNN first, then the transformer
         x = torch.cat([x_l, x_u]) if len(x_u) else x_l
-        out_cnn = self.forward("cnn", x)
-        out_swin = self.forward("swin", x)
+        out_cnn = self.forward(cnn, x)
+        out_swin = self.forward(swin, x)
         n = len(x_l)
         sup = supervised_loss(out_cnn[:n], y_l) + supervised_loss(out_swin[:n], y_l)
         if len(x_u):

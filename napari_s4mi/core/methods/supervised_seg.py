@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 
 from ..losses import supervised_loss
-from .base import SegMethod
+from .base import Batch
+from .segmentation import SegMethod
 
 
 class SupervisedSeg(SegMethod):
-    """½(Dice + CE) on labeled images; unlabeled images are ignored."""
+    """½(Dice + CE) on labeled images; the batch holds no unlabeled images."""
 
-    name = "supervised"
-
-    network_names = ("cnn",)
-
-    def losses(
-        self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, scalars: dict[str, float | torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        return {"loss": supervised_loss(self.forward("cnn", x_l), y_l)}
+    def losses(self, batch: Batch, scalars: Mapping[str, float | torch.Tensor]) -> dict[str, torch.Tensor]:
+        (cnn,) = self.config.networks
+        return {"loss": supervised_loss(self.forward(cnn, batch["x_l"]), batch["y_l"])}

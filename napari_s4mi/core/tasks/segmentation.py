@@ -1,0 +1,78 @@
+"""Segmentation data for a run: slide roles, tiles with masks (labeled) and without (unlabeled), batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from ..data import TileSet, TwoStreamSampler, is_colour, load_tiles, plan_data
+from ..inputs import normalise_batch
+from ..preprocess import TilingSpec
+from ..project import Project
+from ..seg_config import SegConfig
+from .base import HostBatch, TrainingData
+
+VALIDATION_BATCH = 16
+
+
+def tiling_spec(config: SegConfig) -> TilingSpec:
+    return TilingSpec(input_size=config.input_size, tile_size=config.tile_size, tile_threshold=config.tile_threshold)
+
+
+class SegmentationData(TrainingData):
+    """Labeled tiles with masks, unlabeled tiles (their mask files never opened), validation tiles.
+
+    Batches: ``x_l`` labeled images, ``y_l`` their masks, ``x_u`` unlabeled images (none for a method without an
+    unlabeled stream). Validation batches: ``image`` and ``mask``."""
+
+    def __init__(self, project: Project, config: SegConfig):
+        self.config = config
+        self.classes = list(project.classes)
+        self.plan = plan_data(project, config.label_fraction, config.seed)
+        self.messages = list(self.plan.messages)
+        spec = tiling_spec(config)
+        self.labeled = load_tiles(project, self.plan.labeled, spec, with_masks=True)
+        self.n_unlabeled = config.unlabeled_per_step
+        self.unlabeled: TileSet | None = None
+        if self.n_unlabeled > 0 and self.plan.unlabeled:
+            self.unlabeled = load_tiles(project, self.plan.unlabeled, spec, with_masks=False)
+        self.val = load_tiles(project, self.plan.val, spec, with_masks=True) if self.plan.val else None
+        self.red_norm = config.red_norm == "on" or (config.red_norm == "auto" and is_colour(self.labeled))
+        self.sampler = TwoStreamSampler(self.labeled, self.unlabeled, config.seed, config.augment, config.max_angle)
+
+    def roles(self) -> dict[str, list[str]]:
+        return self.plan.roles()
+
+    def run_info(self) -> dict[str, Any]:
+        return {"classes": self.classes, "red_norm_applied": self.red_norm}
+
+    def batch(self, step: int) -> HostBatch:
+        images, masks, u_images = self.sampler.batch(step, self.config.labeled_batch, self.n_unlabeled)
+        return {"x_l": images, "y_l": masks, "x_u": u_images}
+
+    def to_device(self, batch: HostBatch, device: torch.device) -> dict[str, torch.Tensor]:
+        return {
+            "x_l": normalise_batch(batch["x_l"], self.red_norm, device),
+            "y_l": torch.from_numpy(batch["y_l"]).to(device).long(),
+            "x_u": normalise_batch(batch["x_u"], self.red_norm, device),
+        }
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val is not None
+
+    def validation_batches(self, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+        tiles = self.val
+        if tiles is None:
+            return
+        for start in range(0, len(tiles), VALIDATION_BATCH):
+            end = start + VALIDATION_BATCH
+            yield {
+                "image": normalise_batch(tiles.images[start:end], self.red_norm, device),
+                "mask": torch.from_numpy(tiles.masks[start:end]),
+            }
+
+    def describe_batch(self) -> str:
+        return f"batch {self.config.labeled_batch}+{self.n_unlabeled}, input {self.config.input_size} px"
