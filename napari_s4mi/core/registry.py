@@ -78,6 +78,13 @@ def unregister_method(task: str, name: str) -> None:
     _METHODS.pop((task, name), None)
 
 
+def unregister_task(name: str) -> None:
+    """Remove a task and its methods (tests and plugins that registered their own)."""
+    _TASKS.pop(name, None)
+    for key in [k for k in _METHODS if k[0] == name]:
+        del _METHODS[key]
+
+
 def task_entry(name: str) -> TaskEntry:
     if name not in _TASKS:
         raise TrainingError(f"task '{name}' unknown: use one of {', '.join(_TASKS)}")
