@@ -13,7 +13,8 @@ import torch
 from skimage.draw import ellipse
 
 from napari_s4mi.core.inference import SlidePrediction, predict_slide
-from napari_s4mi.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, TilingSpec, tile_grid, to_network_input
+from napari_s4mi.core.inputs import normalise_batch
+from napari_s4mi.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, TilingSpec, network_tile, tile_grid
 
 DSB = Path(__file__).resolve().parents[1].parent / "shared/data/dsb2018"
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -238,8 +239,8 @@ def test_model_gets_batches_of_normalised_inputs() -> None:
     )
     assert [b.shape[0] for b in seen] == [5, 5, 2]
     assert all(b.dtype == torch.float32 and b.shape[1:] == (3, 224, 224) for b in seen)
-    expected = to_network_input(slide.read_region(480, 960, 480, 480), 224, red_norm=True)
-    np.testing.assert_allclose(seen[1][1].numpy(), expected, atol=1e-5)  # tile 6 = row 1, column 2
+    expected = normalise_batch(network_tile(slide.read_region(480, 960, 480, 480), 224)[None], red_norm=True)[0]
+    np.testing.assert_allclose(seen[1][1].numpy(), expected.numpy(), atol=1e-5)  # tile 6 = row 1, column 2
     assert progress == [(5, 12), (10, 12), (12, 12)]
     assert slide.reads == 12 + 1
 

@@ -12,13 +12,18 @@ from napari_s4mi.core.preprocess import (
     Tile,
     TilingSpec,
     augment,
-    from_network_input,
-    red_normalise,
+    network_tile,
     resize_image,
     resize_mask,
     tile_grid,
-    to_network_input,
 )
+
+
+def to_network_input(region: np.ndarray, size: int, red_norm: bool) -> np.ndarray:
+    """The one path every network input takes: uint8 tile, then the torch normalisation."""
+    from napari_s4mi.core.inputs import normalise_batch
+
+    return normalise_batch(network_tile(region, size)[None], red_norm)[0].numpy()
 
 
 def _ellipses(h: int, w: int, rng: np.random.Generator, n: int = 5) -> np.ndarray:
@@ -128,13 +133,16 @@ def test_resize_image_keeps_constants_and_copies() -> None:
 
 # --------------------------------------------------------------------------------------------- normalisation
 def test_red_normalise_on_a_known_pixel() -> None:
-    img = np.array([[[0.6, 0.8, 0.0], [0.0, 0.0, 0.0], [0.3, 0.0, 0.4]]], np.float32)
-    out = red_normalise(img)
-    assert out[0, 0, 0] == pytest.approx(0.6 / np.sqrt(1.0 + 1e-6), rel=1e-6)
-    assert out[0, 1, 0] == 0.0  # black stays black, no NaN
-    assert out[0, 2, 0] == pytest.approx(0.3 / np.sqrt(0.25 + 1e-6), rel=1e-6)
-    np.testing.assert_array_equal(out[..., 1:], img[..., 1:])
-    assert img[0, 0, 0] == pytest.approx(0.6)  # input untouched
+    from napari_s4mi.core.inputs import normalise_batch
+
+    img = np.array([[[153, 204, 0], [0, 0, 0], [51, 0, 68]]], np.uint8)
+    out = normalise_batch(img[None], red_norm=True)[0].numpy() * IMAGENET_STD[:, None, None]
+    out += IMAGENET_MEAN[:, None, None]
+    r = img[..., 0] / 255.0
+    assert out[0, 0, 0] == pytest.approx(r[0, 0] / np.sqrt(1.0 + 1e-6), rel=1e-5)
+    assert out[0, 0, 1] == pytest.approx(0.0, abs=1e-6)  # black stays black, no NaN
+    assert out[0, 0, 2] == pytest.approx(r[0, 2] / np.sqrt(0.2**2 + (68 / 255) ** 2 + 1e-6), rel=1e-5)
+    np.testing.assert_allclose(out[1:].transpose(1, 2, 0), img[..., 1:] / 255.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("red_norm", [False, True])
@@ -148,7 +156,24 @@ def test_to_network_input_order(red_norm: bool) -> None:
         rgb[0] /= np.sqrt((rgb**2).sum() + 1e-6)
     expected = (rgb - IMAGENET_MEAN) / IMAGENET_STD
     np.testing.assert_allclose(out[:, 10, 20], expected, atol=1e-4)
-    np.testing.assert_allclose(from_network_input(out)[5, 5], rgb, atol=1e-4)
+
+
+def test_training_and_prediction_give_a_tile_the_same_network_input(sample_project) -> None:
+    """One preprocessing path: a slide's tile as the training data loads and normalises it, and as the
+    whole-slide prediction prepares it, are the same network input."""
+    import torch
+
+    from napari_s4mi.core.data import load_tiles
+    from napari_s4mi.core.inference import network_inputs
+    from napari_s4mi.core.inputs import normalise_batch
+
+    slide_id = sample_project.ids[0]
+    spec = TilingSpec(input_size=96)
+    trained = normalise_batch(load_tiles(sample_project, [slide_id], spec, with_masks=False).images, True)
+    with sample_project.open_slide(slide_id) as slide:
+        predicted = network_inputs(slide, tile_grid(*slide.shape[:2], spec), spec.input_size, True)
+    assert trained.shape == predicted.shape == (1, 3, 96, 96)
+    assert float(torch.max(torch.abs(trained - predicted))) < 1e-3
 
 
 def test_to_network_input_accepts_gray() -> None:
