@@ -92,8 +92,8 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     )
     seg.add_argument(
         "--weights",
-        help="initial weights of every network: 'imagenet' (local cache only), 'none', or a .safetensors file "
-        "(default: imagenet, random where not cached)",
+        help="initial weights of every network: 'imagenet' (downloaded once into the Hugging Face cache; "
+        "`s4mi weights fetch` pre-fetches), 'none', or a .safetensors file (default: imagenet, random if offline)",
     )
     seg.add_argument("--resume", action="store_true", help="continue the stopped run in --out (default: off)")
     seg.add_argument("--init-from", type=Path, help="warm start from a finished run's weights (default: none)")
@@ -142,6 +142,27 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_weights_parser(commands: argparse._SubParsersAction) -> None:
+    weights = commands.add_parser(
+        "weights",
+        help="pre-fetch ImageNet weights (for machines without a network)",
+        description="Manage the ImageNet weights in the Hugging Face cache.",
+    )
+    actions = weights.add_subparsers(dest="action", required=True, metavar="ACTION")
+    fetch = actions.add_parser(
+        "fetch",
+        help="download timm ImageNet weights into the cache",
+        description="Download timm ImageNet weights into the Hugging Face cache (HF_HUB_CACHE / HF_HOME); copy "
+        "the cache to an air-gapped machine to use them there.",
+    )
+    fetch.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="timm model names, e.g. resnet34.tv_in1k or vit_base_patch16_224 (default: every model the presets use)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s4mi", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -156,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--iterations", type=int, default=60, help="training steps (default: %(default)s)")
     _add_bench_parser(commands)
+    _add_weights_parser(commands)
     gui = commands.add_parser(
         "napari", help="open napari with the S4MI widgets docked (and a project)", description="Start napari."
     )
@@ -269,7 +291,17 @@ def cmd_napari(args: argparse.Namespace) -> int:
     return launch(args.path, sample=args.sample)
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from .core.models.fetch import fetch_weights
+
+    results = fetch_weights(args.names)
+    for result in results:
+        print(f"s4mi: {result.line()}", file=sys.stdout if result.ok else sys.stderr)
+    return 0 if all(r.ok for r in results) else 2
+
+
 HANDLERS = {"train": cmd_train, "predict": cmd_predict, "demo": cmd_demo, "bench": cmd_bench, "napari": cmd_napari}
+HANDLERS["weights"] = cmd_weights
 
 
 def main(argv: list[str] | None = None) -> int:

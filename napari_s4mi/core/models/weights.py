@@ -46,7 +46,7 @@ def hf_cache_dir() -> Path:
     return Path(xdg).expanduser() / "huggingface" / "hub"
 
 
-def _hf_hub_id(timm_name: str) -> str | None:
+def hf_hub_id(timm_name: str) -> str | None:
     """The Hugging Face repository of a timm model's (default or tagged) pretrained weights, if any."""
     try:
         from timm.models import get_pretrained_cfg
@@ -64,7 +64,7 @@ def _hf_hub_id(timm_name: str) -> str | None:
 
 def resolve_timm_checkpoint(timm_name: str, cache_dir: str | Path | None = None) -> Path | None:
     """Path of ``model.safetensors`` for a timm model in the local HF cache, or None. Never downloads."""
-    hub_id = _hf_hub_id(timm_name)
+    hub_id = hf_hub_id(timm_name)
     if hub_id is None:
         return None
     try:
