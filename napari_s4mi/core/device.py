@@ -7,6 +7,7 @@ import gc
 
 import torch
 
+from . import host
 from .errors import TrainingError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -59,19 +60,9 @@ def autocast(device: torch.device, precision: str, cache: bool = True) -> contex
 
 
 def return_freed_memory_promptly() -> bool:
-    """On glibc, serve allocations of 256 KiB and more by mmap, so that freed activations go back to the system
-    at once instead of fragmenting the heap (measured: peak RSS of a `paper` CPU step 5.0 -> 3.95 GB). Returns
-    whether the setting applied; elsewhere it is a no-op."""
-    import ctypes
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, 256 * 1024))  # M_MMAP_THRESHOLD; also stops glibc's dynamic threshold
-    except (OSError, AttributeError):
-        return False
+    """glibc's mmap threshold lowered to 256 KiB, only where S4MI owns the process (see ``host``); True when it
+    applied. In a plain napari with the plugin it is a no-op: the allocator belongs to the host."""
+    return host.return_freed_memory_promptly()
 
 
 def release_memory(device: torch.device) -> None:

@@ -72,8 +72,15 @@ def sample_project() -> list[tuple]:
 
 
 def main(path: str | None = None, sample: bool = False) -> int:
-    """`s4mi napari [PATH | --sample]`: start napari with the widgets docked and the project open."""
+    """`s4mi napari [PATH | --sample]`: start napari with the widgets docked and the project open.
+
+    This process is S4MI's own, so process-wide tweaks (``core.host``) may apply here; in a plain ``napari`` with
+    the plugin they do not."""
     import napari
+
+    from ..core.host import claim_process
+
+    claim_process("s4mi napari")
 
     viewer = napari.Viewer(title="napari-s4mi")
     target = ensure_sample_project() if sample else path

@@ -6,11 +6,13 @@ pass, then a repaint) and ``QProgressBar.setValue`` repaints synchronously, outs
 paint; while training, these added up to two window repaints in one event-loop pass. And napari's "in progress"
 spinner, an animated GIF in the status bar shown while any activity bar is open, repaints the window ~31 times a
 second: there it took ~60% of the GUI thread (and of a core the training needs) and caused the longest gaps.
+
+The plugin is a guest in napari's window: it slows that one spinner only (the movie of the "in progress" label of
+napari's ``ActivityToggleItem`` in the status bar), never other animations, and gives it back its previous speed
+exactly when the last of its bars on that window closes.
 """
 
 from __future__ import annotations
-
-import weakref
 
 from napari.utils import progress
 from qtpy.QtCore import QSize, Qt
@@ -62,22 +64,67 @@ def set_progress(bar: QProgressBar, value: int) -> None:
         bar.setUpdatesEnabled(True)  # posts an update of the bar's rectangle
 
 
-def window_movies(window: QWidget) -> list[QMovie]:
-    """The animated images (napari's activity spinner) shown by labels in ``window``."""
-    return [label.movie() for label in window.findChildren(QLabel) if label.movie() is not None]
+def napari_spinner(window: QWidget) -> QMovie | None:
+    """napari's own "in progress" spinner in ``window``: the movie of its activity toggle's indicator label
+    (``ActivityToggleItem._inProgressIndicator`` in the status bar); None where napari has none."""
+    try:
+        from napari._qt.dialogs.qt_activity_dialog import ActivityToggleItem
+    except ImportError:
+        return None
+    for item in window.findChildren(ActivityToggleItem):
+        label = getattr(item, "_inProgressIndicator", None)
+        movie = label.movie() if isinstance(label, QLabel) else None
+        if movie is not None:
+            return movie
+    return None
+
+
+class _SlowedSpinner:
+    """A spinner slowed while ``users`` bars are open, with the speed it had before."""
+
+    def __init__(self, movie: QMovie):
+        self.movie, self.users, self.before = movie, 0, movie.speed()
+
+
+_slowed: dict[int, _SlowedSpinner] = {}  # by id(movie); the entry keeps the movie's wrapper alive
+
+
+def _slow_spinner(movie: QMovie | None) -> None:
+    if movie is None:
+        return
+    entry = _slowed.get(id(movie))
+    try:
+        if entry is None:
+            entry = _slowed[id(movie)] = _SlowedSpinner(movie)
+            movie.setSpeed(min(entry.before, SPINNER_SPEED_PERCENT))
+    except RuntimeError:  # the window was deleted meanwhile (napari closing)
+        _slowed.pop(id(movie), None)
+        return
+    entry.users += 1
+
+
+def _restore_spinner(movie: QMovie | None) -> None:
+    entry = _slowed.get(id(movie)) if movie is not None else None
+    if entry is None:
+        return
+    entry.users -= 1
+    if entry.users > 0:
+        return
+    del _slowed[id(movie)]
+    try:
+        movie.setSpeed(entry.before)
+    except RuntimeError:  # the window was deleted meanwhile (napari closing)
+        pass
 
 
 class ActivityBar:
-    """A progress bar in napari's activity dock; while any is open, the window's spinner turns at
+    """A progress bar in napari's activity dock; while any is open, the window's own napari spinner turns at
     ``SPINNER_SPEED_PERCENT`` of its pace (it still turns, so the window does not look frozen)."""
 
-    _open = 0  # bars open in this process
-
     def __init__(self, window: QWidget, total: int, desc: str):
-        self._window = weakref.ref(window)  # never keeps a closing napari window alive
         self.bar = progress(total=total, desc=desc)
-        ActivityBar._open += 1
-        self._set_spinner_speed()
+        self.spinner = napari_spinner(window)
+        _slow_spinner(self.spinner)
         self.closed = False
 
     @property
@@ -92,14 +139,5 @@ class ActivityBar:
             return
         self.closed = True
         self.bar.close()
-        ActivityBar._open -= 1
-        self._set_spinner_speed()
-
-    def _set_spinner_speed(self) -> None:
-        speed = SPINNER_SPEED_PERCENT if ActivityBar._open > 0 else 100
-        window = self._window()
-        try:
-            for movie in window_movies(window) if window is not None else []:
-                movie.setSpeed(speed)
-        except RuntimeError:  # the window was deleted meanwhile (napari closing)
-            pass
+        _restore_spinner(self.spinner)
+        self.spinner = None

@@ -1,68 +1,39 @@
-"""Background work for the widgets: the engine's generators run in napari thread workers.
+"""Background work for the widgets: each job's computation runs on a thread of its own, relayed to the GUI.
 
-The worker threads import torch and run all training / prediction math; they never touch layers. They yield
-plain values that the GUI thread applies. Each job has a ``finished`` threading.Event set when its thread is
-really done, so closing the viewer can wait for the checkpoint without spinning the event loop.
+The plugin is a guest in napari's process. A job's training / prediction math runs on a dedicated
+``threading.Thread`` that lowers its own OS priority (and that of the math threads it starts), so that on a busy
+CPU the GUI thread is scheduled first; it never lowers a pooled thread that napari or other plugins reuse. napari's
+thread worker (on Qt's global thread pool, at normal priority) only relays the computation's events from a queue,
+yielding them to the GUI thread, which applies them (the computation never touches layers). Errors raised by the
+computation are re-raised by the relay, so they reach ``worker.errored``. Each job has a ``finished``
+threading.Event set when its computation thread is done, so closing the viewer can wait for the checkpoint without
+spinning the event loop. Process-wide tweaks (``host``) apply only where S4MI owns the process (`s4mi napari`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
+import ctypes
 import os
+import queue
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari.qt.threading import GeneratorWorker, thread_worker
 
-from ..core.config import SegConfig
+from ..core import host
 from ..core.events import CancelToken, Progress
-from ..core.project import Project
 
-
-def guard_against_llvm_clash() -> bool:
-    """Keep triton from loading when Mesa's software OpenGL has loaded its own LLVM (importing both crashes).
-
-    torch imports triton (a CUDA build ships it) only to probe for torch.compile's GPU backend, which the
-    widgets do not use. Returns True when triton was blocked.
-    """
-    if "triton" in sys.modules:
-        return False
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            llvm_loaded = "libLLVM" in maps.read()
-    except OSError:
-        return False
-    if llvm_loaded:
-        sys.modules["triton"] = None  # type: ignore[assignment]  # `import triton` now raises ImportError
-    return llvm_loaded
-
+if TYPE_CHECKING:
+    from ..core.config import SegConfig
+    from ..core.project import Project
 
 BACKGROUND_NICENESS = 10
-_startup_frozen = False
-
-
-def freeze_startup_objects() -> bool:
-    """Once per process, after a first training step (or predicted slide): collect, then move every object alive
-    now (napari's, torch's, nearly all alive for the whole session) out of the garbage collector's sight; True when
-    it froze now.
-
-    A full collection scans every tracked object while holding the GIL: with napari and torch loaded that froze the
-    GUI for ~0.5 s whenever a worker allocated heavily (building the networks of a Predictor). Afterwards
-    collections scan only newer objects. The price: objects alive now that later become cyclic garbage are not
-    reclaimed (at most the layers on show at the first Start). ``S4MI_GC_FREEZE=0`` turns this off.
-    """
-    global _startup_frozen
-    if _startup_frozen or os.environ.get("S4MI_GC_FREEZE", "1") == "0":
-        return False
-    _startup_frozen = True
-    gc.collect()
-    gc.freeze()
-    return True
 
 
 @contextlib.contextmanager
@@ -70,7 +41,8 @@ def background_priority(niceness: int = BACKGROUND_NICENESS) -> Iterator[bool]:
     """Run the calling thread (and the math threads it starts) at a lower OS priority, so that on a busy CPU the
     GUI thread is scheduled first. Linux only (per-thread nice values); elsewhere a no-op. Yields whether it applied.
 
-    The thread's priority is restored afterwards where the OS allows it (raising it back needs privileges).
+    Only for a thread of the job's own: a pooled thread would keep the lowered priority for whoever reuses it
+    (raising it back needs privileges). The priority is restored afterwards where the OS allows it.
     """
     if not sys.platform.startswith("linux"):
         yield False
@@ -89,55 +61,85 @@ def background_priority(niceness: int = BACKGROUND_NICENESS) -> Iterator[bool]:
             os.setpriority(os.PRIO_PROCESS, tid, before)
 
 
-GIL_SWITCH_S = 0.0005
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_before = 0.005
+def name_native_thread(name: str) -> None:
+    """Give the calling thread's OS name (Linux, 15 bytes; shown by top -H): a new thread inherits its creator's,
+    which would otherwise make the job's threads look like Qt's "Thread (pooled)"."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
 
 
-@contextlib.contextmanager
-def short_gil_switch() -> Iterator[None]:
-    """While any worker runs, Python hands the GIL over every 0.5 ms instead of every 5 ms.
+_END = object()
 
-    Each time the GUI thread returns from a call that released the GIL (every OpenGL call while napari paints) it
-    waits for a worker running Python code; a paint makes dozens of such calls. Measured while training (GUI bench,
-    noisy): longest event-loop gap median 60 ms over 4 runs with 5 ms, 46 ms over 8 runs with 0.5 ms; no measurable
-    change in training time.
+
+class JobError(Exception):
+    """A RuntimeError of the computation (torch raises many), relayed as another type: napari's (superqt's) worker
+    takes a RuntimeError for a deleted worker and drops it, with neither ``errored`` nor ``finished``."""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+class Computation:
+    """A job's math on a daemon thread of its own, at background priority; its events go through a queue.
+
+    ``finished`` is set as the thread's last act, whatever happened. A daemon thread, so that a run that did not
+    stop in time cannot keep the process alive after napari closed (its last periodic checkpoint is kept).
     """
-    global _switch_users, _switch_before
-    with _switch_lock:
-        if _switch_users == 0:
-            _switch_before = sys.getswitchinterval()
-            sys.setswitchinterval(GIL_SWITCH_S)
-        _switch_users += 1
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            _switch_users -= 1
-            if _switch_users == 0:
-                sys.setswitchinterval(_switch_before)
 
+    def __init__(self, produce: Callable[[], Iterator[Any]], finished: threading.Event, name: str):
+        self._produce = produce
+        self.finished = finished
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-@contextlib.contextmanager
-def background_job(finished: threading.Event) -> Iterator[None]:
-    """The frame of every worker: no triton beside Mesa's LLVM, low priority, short GIL switches; ``finished``
-    set at the very end, whatever happened."""
-    try:
-        guard_against_llvm_clash()
-        with background_priority(), short_gil_switch():
-            yield
-    finally:
-        finished.set()
+    def _run(self) -> None:
+        try:
+            name_native_thread(self.thread.name)
+            host.load_triton_apart()  # before torch imports triton beside Mesa's LLVM (see host)
+            with background_priority(), host.short_gil_switch():
+                for event in self._produce():
+                    self.events.put(event)
+        except BaseException as exc:  # noqa: BLE001 (handed to the relay, which re-raises it)
+            self.events.put(_Failed(exc))
+        finally:
+            self.events.put(_END)
+            self.finished.set()
+
+    def relay(self, cancel: CancelToken) -> Iterator[Any]:
+        """The napari worker's generator: start the computation, yield its events, and once its thread has ended,
+        re-raise its error. Abandoned early (the worker quit), it asks the computation to stop."""
+        self.thread.start()
+        error: BaseException | None = None
+        ended = False
+        try:
+            while (item := self.events.get()) is not _END:
+                if isinstance(item, _Failed):
+                    error = item.error
+                else:
+                    yield item
+            ended = True
+        finally:
+            if not ended:
+                cancel.cancel()
+        self.thread.join()
+        if isinstance(error, RuntimeError):
+            raise JobError(f"{error.__class__.__name__}: {error}") from error
+        if error is not None:
+            raise error
 
 
 @dataclass
 class Job:
-    """A running worker with its stop flag and its end signal."""
+    """A running job: napari's relaying worker, the stop flag, the end signal and the computation's own thread."""
 
     worker: GeneratorWorker
     cancel: CancelToken = field(default_factory=CancelToken)
     finished: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
 
     def stop(self, wait_s: float | None = None) -> bool:
         """Ask the job to stop at its next step; with ``wait_s`` block until it ended. True when it ended."""
@@ -149,24 +151,28 @@ class Job:
         return not self.finished.is_set()
 
 
-def _training(
-    project: Project, config: SegConfig, run_dir: Path, resume: bool, cancel: CancelToken, finished: threading.Event
-) -> Iterator[Any]:
-    with background_job(finished):
-        from ..core.engine import train_segmentation  # torch is imported here, off the GUI thread
+def _start(produce: Callable[[], Iterator[Any]], cancel: CancelToken, name: str) -> Job:
+    """A (not yet started) job: ``produce``'s events computed on a thread of its own, relayed by a napari worker
+    (started by ``job.worker.start()``); errors go to the widget's ``errored`` handler."""
+    finished = threading.Event()
+    computation = Computation(produce, finished, name)
+    worker = thread_worker(computation.relay, start_thread=False, ignore_errors=True)(cancel)
+    return Job(worker, cancel, finished, computation.thread)
 
-        for event in train_segmentation(project, config, run_dir, cancel=cancel, resume=resume):
-            if isinstance(event, Progress):  # after a first step: torch's lazy imports are done too
-                freeze_startup_objects()
-            yield event
+
+def _training(project: Project, config: SegConfig, run_dir: Path, resume: bool, cancel: CancelToken) -> Iterator[Any]:
+    from ..core.engine import train_segmentation  # torch is imported here, off the GUI thread
+
+    for event in train_segmentation(project, config, run_dir, cancel=cancel, resume=resume):
+        if isinstance(event, Progress):  # after a first step: torch's lazy imports are done too
+            host.freeze_startup_objects()  # only where S4MI owns the process
+        yield event
 
 
 def start_training(project: Project, config: SegConfig, run_dir: Path, resume: bool = False) -> Job:
-    """A (not yet started) worker yielding the engine's events for one run."""
-    cancel, finished = CancelToken(), threading.Event()
-    run = thread_worker(_training, start_thread=False, ignore_errors=True)  # errors go to the widget's handler
-    worker = run(project, config, run_dir, resume, cancel, finished)
-    return Job(worker, cancel, finished)
+    """A (not yet started) job yielding the engine's events for one run."""
+    cancel = CancelToken()
+    return _start(partial(_training, project, config, run_dir, resume, cancel), cancel, "s4mi-training")
 
 
 @dataclass(frozen=True)
@@ -188,38 +194,34 @@ def _prediction(
     which: str,
     device: str,
     cancel: CancelToken,
-    finished: threading.Event,
 ) -> Iterator[SlideResult]:
-    with background_job(finished):
-        from ..core.device import release_memory
-        from ..core.predictor import Predictor
+    from ..core.device import release_memory
+    from ..core.predictor import Predictor
 
-        predictor = Predictor(run_dir, which=which, device=device)
-        try:
-            for done, slide_id in enumerate(slide_ids, start=1):
-                if cancel.cancelled:
-                    return
-                with project.open_slide(slide_id) as slide:
-                    result = predictor.predict(slide)
-                labels = result.labels.astype("uint8", copy=False)
-                project.save_prediction(slide_id, labels, result.disagreement)
-                freeze_startup_objects()  # no-op after the first time (normally done by a training run)
-                shown = slide_id == show_id
-                yield SlideResult(
-                    slide_id, done, len(slide_ids), labels if shown else None, result.disagreement if shown else None
-                )
-        finally:
-            device_used = predictor.device
-            del predictor
-            release_memory(device_used)
+    predictor = Predictor(run_dir, which=which, device=device)
+    try:
+        for done, slide_id in enumerate(slide_ids, start=1):
+            if cancel.cancelled:
+                return
+            with project.open_slide(slide_id) as slide:
+                result = predictor.predict(slide)
+            labels = result.labels.astype("uint8", copy=False)
+            project.save_prediction(slide_id, labels, result.disagreement)
+            host.freeze_startup_objects()  # owned process only; no-op after the first time
+            shown = slide_id == show_id
+            yield SlideResult(
+                slide_id, done, len(slide_ids), labels if shown else None, result.disagreement if shown else None
+            )
+    finally:
+        device_used = predictor.device
+        del predictor
+        release_memory(device_used)
 
 
 def start_prediction(
     project: Project, run_dir: Path, slide_ids: list[str], show_id: str | None, which: str, device: str
 ) -> Job:
-    """A (not yet started) worker predicting slides into the project, yielding one SlideResult per slide."""
-    cancel, finished = CancelToken(), threading.Event()
-    worker = thread_worker(_prediction, start_thread=False, ignore_errors=True)(
-        project, run_dir, slide_ids, show_id, which, device, cancel, finished
-    )
-    return Job(worker, cancel, finished)
+    """A (not yet started) job predicting slides into the project, yielding one SlideResult per slide."""
+    cancel = CancelToken()
+    produce = partial(_prediction, project, run_dir, slide_ids, show_id, which, device, cancel)
+    return _start(produce, cancel, "s4mi-prediction")

@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from qtpy.QtCore import QEvent, QObject  # noqa: E402 (after the skip)
+from qtpy.QtGui import QMovie  # noqa: E402
 from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget  # noqa: E402
 
 from napari_s4mi.widgets.curve import TrainingCurve  # noqa: E402
@@ -15,8 +16,8 @@ from napari_s4mi.widgets.quiet import (  # noqa: E402
     SPINNER_SPEED_PERCENT,
     ActivityBar,
     StatusText,
+    napari_spinner,
     set_progress,
-    window_movies,
 )
 
 
@@ -83,18 +84,30 @@ def test_progress_is_painted_by_the_event_loop_not_at_once(qtbot, dock):
     assert paints.count > painted
 
 
-def test_napari_spinner_turns_slowly_while_activity_bars_are_open(s4mi_viewer, qtbot):
+def test_napari_spinner_alone_turns_slowly_while_activity_bars_are_open(s4mi_viewer, qtbot):
+    from napari.resources import LOADING_GIF_PATH
+
     viewer, widgets = s4mi_viewer
     window = widgets["Train"].window()
-    spinners = window_movies(window)
-    assert spinners, "napari's status bar has an animated 'in progress' spinner"
+    spinner = napari_spinner(window)
+    assert spinner is not None, "napari's status bar has an animated 'in progress' spinner"
+    assert spinner is viewer.window._qt_window.statusBar()._activity_item._inProgressIndicator.movie()
+    spinner.setSpeed(80)  # whatever speed it had before is given back exactly
+    other = QMovie(LOADING_GIF_PATH)  # another animation of the window (another plugin's, say)
+    label = QLabel()
+    label.setMovie(other)
+    viewer.window._qt_window.statusBar().addWidget(label)
+    other.setSpeed(120)
+    other.start()
+
     training = ActivityBar(window, total=10, desc="S4MI test training")
     predicting = ActivityBar(window, total=3, desc="S4MI test prediction")
-    assert {movie.speed() for movie in spinners} == {SPINNER_SPEED_PERCENT}
+    assert (spinner.speed(), other.speed()) == (SPINNER_SPEED_PERCENT, 120)
     training.update(4)
     assert training.n == 4
     training.close()
     training.close()  # closing twice counts once
-    assert {movie.speed() for movie in spinners} == {SPINNER_SPEED_PERCENT}  # a bar is still open
+    assert (spinner.speed(), other.speed()) == (SPINNER_SPEED_PERCENT, 120)  # a bar is still open
     predicting.close()
-    assert {movie.speed() for movie in spinners} == {100}
+    assert (spinner.speed(), other.speed()) == (80, 120)
+    other.stop()

@@ -1,32 +1,55 @@
-"""Worker threads run below the GUI thread's priority (Linux), and give it back afterwards where allowed."""
+"""A job's computation runs on a thread of its own below the GUI thread's priority (Linux); napari's pooled worker
+thread that relays its events keeps its priority; errors and the end signal still reach the widgets."""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
 
-from napari_s4mi.widgets.workers import BACKGROUND_NICENESS, background_priority  # noqa: E402
+from napari_s4mi.core.events import CancelToken  # noqa: E402 (after the skips)
+from napari_s4mi.widgets.workers import BACKGROUND_NICENESS, JobError, _start, background_priority  # noqa: E402
+
+LINUX = sys.platform.startswith("linux")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux only")
+def niceness(tid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, tid)
+
+
+def pooled_threads() -> dict[int, int]:
+    """Niceness of each of Qt's pooled threads (Qt names them "Thread (pooled)"), by native thread id."""
+    found = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if (task / "comm").read_text().strip() == "Thread (pooled)":
+                found[int(task.name)] = niceness(int(task.name))
+        except (OSError, ProcessLookupError):  # the thread ended meanwhile
+            continue
+    return found
+
+
+@pytest.mark.skipif(not LINUX, reason="per-thread nice values are Linux only")
 def test_background_priority_lowers_only_the_calling_thread():
     seen = {}
 
     def work():
         tid = threading.get_native_id()
-        seen["before"] = os.getpriority(os.PRIO_PROCESS, tid)
+        seen["before"] = niceness(tid)
         with background_priority() as applied:
             seen["applied"] = applied
-            seen["inside"] = os.getpriority(os.PRIO_PROCESS, tid)
-            seen["main"] = os.getpriority(os.PRIO_PROCESS, main_tid)
+            seen["inside"] = niceness(tid)
+            seen["main"] = niceness(main_tid)
 
     main_tid = threading.get_native_id()
-    main_before = os.getpriority(os.PRIO_PROCESS, main_tid)
+    main_before = niceness(main_tid)
     thread = threading.Thread(target=work)
     thread.start()
     thread.join()
@@ -35,28 +58,60 @@ def test_background_priority_lowers_only_the_calling_thread():
     assert seen["main"] == main_before  # the GUI thread keeps its priority
 
 
-def test_startup_objects_are_frozen_once_per_process_and_can_be_turned_off():
-    """Run in fresh interpreters: freezing is process-wide."""
-    import subprocess
+@pytest.mark.skipif(not LINUX, reason="per-thread nice values are Linux only")
+def test_job_computes_on_its_own_low_priority_thread_and_relays_events_and_errors(qtbot):
+    gui_nice = niceness(threading.get_native_id())
 
-    code = (
-        "import gc; from napari_s4mi.widgets.workers import freeze_startup_objects as f; "
-        "first = f(); count = gc.get_freeze_count(); print(first, count > 1000, f())"
-    )
-    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert on.stdout.split() == ["True", "True", "False"]
-    env = {**os.environ, "S4MI_GC_FREEZE": "0"}
-    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert off.stdout.split() == ["False", "False", "False"]
+    def produce():
+        for step in range(3):
+            yield {
+                "step": step,
+                "thread": threading.current_thread(),
+                "nice": niceness(threading.get_native_id()),
+                "pooled": pooled_threads(),  # napari's relaying worker among them, blocked on the queue
+            }
+        raise RuntimeError("boom")
+
+    cancel = CancelToken()
+    job = _start(produce, cancel, "s4mi-test")
+    events, errors = [], []
+    job.worker.yielded.connect(events.append)
+    job.worker.errored.connect(lambda exc: errors.append((exc, job.finished.is_set())))
+    with qtbot.waitSignal(job.worker.finished, timeout=20_000):
+        job.worker.start()
+    assert [event["step"] for event in events] == [0, 1, 2]  # in order, all of them
+    assert {event["thread"] for event in events} == {job.thread}  # a thread of the job's own, not pooled
+    assert job.thread.name == "s4mi-test" and job.thread.daemon and not job.thread.is_alive()
+    assert {event["nice"] for event in events} == {min(gui_nice + BACKGROUND_NICENESS, 19)}
+    assert all(event["pooled"] for event in events), "napari's worker relays from Qt's global thread pool"
+    assert {nice for event in events for nice in event["pooled"].values()} == {gui_nice}
+    (error, ended), *others = errors
+    assert not others and isinstance(error, JobError) and str(error) == "RuntimeError: boom"
+    assert isinstance(error.__cause__, RuntimeError)  # superqt would drop a RuntimeError (no errored, no finished)
+    assert ended, "the error reaches the widget once the computation has ended"
+    assert job.finished.is_set() and not job.running
 
 
-def test_short_gil_switch_holds_while_any_worker_runs_and_is_restored():
-    from napari_s4mi.widgets.workers import GIL_SWITCH_S, short_gil_switch
+def test_stop_waits_for_the_computation_to_end(qtbot):
+    def produce():
+        step = 0
+        while not cancel.cancelled:
+            step += 1
+            yield step
+            time.sleep(0.02)
+        time.sleep(0.2)  # writing its last checkpoint
+        yield "checkpoint"
 
-    before = sys.getswitchinterval()
-    with short_gil_switch():
-        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_S)
-        with short_gil_switch():  # a second worker
-            pass
-        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_S)  # the first still runs
-    assert sys.getswitchinterval() == pytest.approx(before)
+    cancel = CancelToken()
+    job = _start(produce, cancel, "s4mi-test")
+    events = []
+    job.worker.yielded.connect(events.append)
+    job.worker.start()
+    qtbot.waitUntil(lambda: len(events) >= 2, timeout=10_000)
+    assert job.running
+    with qtbot.waitSignal(job.worker.finished, timeout=10_000):
+        assert job.stop(wait_s=10)  # blocks without the event loop, until the computation ended
+        assert cancel.cancelled and job.finished.is_set()
+    job.thread.join(timeout=5)
+    assert not job.thread.is_alive()
+    assert events[-1] == "checkpoint"  # every event reached the GUI before the worker's finished signal
