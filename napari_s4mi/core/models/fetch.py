@@ -56,11 +56,6 @@ def hub_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
-def fetch_hint(name: str) -> str:
-    """How to pre-fetch a model's weights."""
-    return f"pre-fetch with `s4mi weights fetch {name}` where there is a network"
-
-
 def preset_weight_names() -> list[str]:
     """The timm checkpoints the presets use: U-Net encoders, the Swin-UNet's Swin, the classification backbones."""
     from .swin_unet import IMAGENET_SWINS

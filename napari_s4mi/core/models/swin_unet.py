@@ -31,16 +31,17 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .fetch import imagenet_checkpoint
 from .weights import (
     WeightsReport,
     adapt_first_conv,
+    imagenet_source,
     is_imagenet_spec,
     is_random_spec,
     load_matching,
     load_state_file,
     missing_imagenet_report,
     random_report,
-    resolve_timm_checkpoint,
 )
 
 PATCH_SIZE = 4
@@ -310,15 +311,16 @@ def _report(model: SwinUNet, state: dict[str, torch.Tensor], source: str, label:
 
 
 def _load_imagenet(model: SwinUNet, embed_dim: int) -> WeightsReport:
-    """ImageNet weights of the Swin Transformer of the same width, from the local cache only."""
+    """ImageNet weights of the Swin Transformer of the same width, from the cache (downloaded once when missing)."""
     name = IMAGENET_SWINS.get(embed_dim)
     if name is None:
         return random_report(f"no ImageNet Swin Transformer has embed_dim={embed_dim}: random initialisation")
-    path = resolve_timm_checkpoint(name)
-    if path is None:
-        return missing_imagenet_report(name)
-    state = convert_swin_state(load_state_file(path), model.window_size)
-    report = _report(model, state, "imagenet-cache", f"ImageNet weights of {name} from the local cache")
+    found = imagenet_checkpoint([name])
+    if found.path is None:
+        return missing_imagenet_report(name, found.reason)
+    state = convert_swin_state(load_state_file(found.path), model.window_size)
+    source, where = imagenet_source(found.status)
+    report = _report(model, state, source, f"ImageNet weights of {name} {where}")
     if report.loaded == 0:
         return random_report(f"ImageNet weights of {name} do not fit this Swin-UNet: random initialisation")
     return report

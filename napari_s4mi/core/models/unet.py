@@ -1,10 +1,10 @@
 """CNN U-Net of the cross-teaching pair: segmentation-models-pytorch's U-Net with a ResNet encoder.
 
-ImageNet weights come from timm's checkpoint of the same ResNet in the local Hugging Face cache (timm's
+ImageNet weights come from timm's checkpoint of the same ResNet in the Hugging Face cache (timm's
 ResNet keys ``conv1``/``bn1``/``layer1..4`` are the keys of smp's ResNet encoder; timm's ``fc`` is
 dropped). The torchvision-trained tag (``<encoder>.tv_in1k``, the weights smp itself would download) is
-preferred, then timm's default tag. ``tu-<name>`` encoders (smp's timm-universal encoders) look up
-``<name>``.
+preferred, then timm's default tag; when neither is cached the first is downloaded once (see ``fetch``).
+``tu-<name>`` encoders (smp's timm-universal encoders) look up ``<name>``.
 
 A ``.safetensors`` file is loaded into the whole model when its keys are those of this U-Net (a
 checkpoint saved from it; a segmentation head of another class count is skipped), else into the encoder
@@ -20,16 +20,17 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .fetch import imagenet_checkpoint
 from .weights import (
     WeightsReport,
     adapt_first_conv,
+    imagenet_source,
     is_imagenet_spec,
     is_random_spec,
     load_matching,
     load_state_file,
     missing_imagenet_report,
     random_report,
-    resolve_timm_checkpoint,
 )
 
 
@@ -59,18 +60,18 @@ def count_matching(module: nn.Module, state: Mapping[str, torch.Tensor], prefix:
 
 
 def _load_imagenet(model: nn.Module, encoder: str, in_channels: int) -> WeightsReport:
-    """ImageNet encoder weights from the local cache, else a 'random' report."""
-    name, prefix = timm_encoder_name(encoder)
-    for candidate in timm_candidates(encoder):
-        path = resolve_timm_checkpoint(candidate)
-        if path is None:
-            continue
-        state = adapt_first_conv(load_state_file(path), "conv1.weight", in_channels)
-        loaded, total = load_matching(model.encoder, state, {"": prefix} if prefix else None)
-        if loaded:
-            msg = f"ImageNet weights of {candidate} from the local cache: {loaded}/{total} encoder tensors"
-            return WeightsReport("imagenet-cache", msg, loaded, total)
-    return missing_imagenet_report(name)
+    """ImageNet encoder weights from the cache (downloaded once when missing), else a 'random' report."""
+    _, prefix = timm_encoder_name(encoder)
+    found = imagenet_checkpoint(timm_candidates(encoder))
+    if found.path is None:
+        return missing_imagenet_report(found.name, found.reason)
+    state = adapt_first_conv(load_state_file(found.path), "conv1.weight", in_channels)
+    loaded, total = load_matching(model.encoder, state, {"": prefix} if prefix else None)
+    if not loaded:
+        return random_report(f"ImageNet weights of {found.name} do not fit a {encoder} encoder: random initialisation")
+    source, where = imagenet_source(found.status)
+    msg = f"ImageNet weights of {found.name} {where}: {loaded}/{total} encoder tensors"
+    return WeightsReport(source, msg, loaded, total)
 
 
 def _load_file(model: nn.Module, encoder: str, path: Path, in_channels: int) -> WeightsReport:

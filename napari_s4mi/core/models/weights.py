@@ -1,10 +1,11 @@
-"""Pretrained-weight resolution: local Hugging Face cache or a user's safetensors file, never a download.
+"""Pretrained-weight resolution: ImageNet weights of timm models (cached, fetched once) or a user's safetensors file.
 
 Weight specs accepted by the builders:
 
-- ``"imagenet"``: ImageNet weights of the matching timm model, looked up in the *local* Hugging Face
-  cache only (``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``, read at call
-  time). When they are absent the model keeps its random initialisation and the report says so.
+- ``"imagenet"``: ImageNet weights of the matching timm model, from the Hugging Face cache (``HF_HUB_CACHE``,
+  else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``, read at call time); when absent they are downloaded
+  once into that cache (see :mod:`.fetch`: ``HF_HUB_OFFLINE`` honoured, short connection timeout). When they
+  cannot be had the model keeps its random initialisation and the report says why and how to pre-fetch.
 - ``"none"`` / ``"random"``: random initialisation.
 - a path to a ``.safetensors`` file. Pickled checkpoints (``.pt``, ``.pth``, ``.ckpt``, ``.bin``) are
   refused, since unpickling an untrusted file can run arbitrary code.
@@ -30,7 +31,7 @@ RANDOM_SPECS = ("none", "random", "")
 class WeightsReport:
     """Where a model's initial weights came from, in a line the user can read."""
 
-    source: str  # 'imagenet-cache' | 'file' | 'random'
+    source: str  # 'imagenet-cache' | 'imagenet-download' | 'file' | 'random'
     message: str
     loaded: int = 0
     total: int = 0
@@ -149,11 +150,17 @@ def random_report(reason: str = "random initialisation") -> WeightsReport:
     return WeightsReport(source="random", message=reason)
 
 
-def missing_imagenet_report(timm_name: str) -> WeightsReport:
-    """The report when ImageNet weights are not in the local cache."""
+def missing_imagenet_report(timm_name: str, reason: str) -> WeightsReport:
+    """The report when ImageNet weights could not be had: the model, why, and how to pre-fetch them."""
     return random_report(
-        f"no ImageNet weights for {timm_name} in the local cache ({hf_cache_dir()}, offline): random initialisation"
+        f"no ImageNet weights for {timm_name}: {reason}; random initialisation "
+        f"(pre-fetch with `s4mi weights fetch {timm_name}` where there is a network)"
     )
+
+
+def imagenet_source(status: str) -> tuple[str, str]:
+    """The report source and wording of a checkpoint that was 'cached' or 'fetched'."""
+    return ("imagenet-download", "downloaded") if status == "fetched" else ("imagenet-cache", "from the local cache")
 
 
 def adapt_first_conv(state: dict[str, torch.Tensor], key: str, in_chans: int) -> dict[str, torch.Tensor]:
