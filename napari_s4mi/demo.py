@@ -51,7 +51,7 @@ def run_demo(out: Path, iterations: int = 60) -> int:
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     config = make_config("segmentation", "cross-teaching", iterations=iterations, val_every=max(iterations // 3, 1))
-    drive(train(project, config, run_dir), config.iterations)
+    drive(train(project, config, run_dir))
     predictor = open_predictor(run_dir)
     counts = ConfusionCounts()
     (out / "predictions").mkdir(exist_ok=True)

@@ -10,9 +10,9 @@ import torch
 from conftest import tiny_config
 
 from napari_s4mi.core.data import plan_data
-from napari_s4mi.core.inputs import normalise_batch
 from napari_s4mi.core.engine import prepare_data, train
 from napari_s4mi.core.events import CancelToken, Checkpoint, Done, Progress, Validation
+from napari_s4mi.core.inputs import normalise_batch
 from napari_s4mi.core.methods import build_method
 from napari_s4mi.core.runs import read_metrics, read_run_config
 

@@ -41,7 +41,9 @@ def test_predictor_runs_the_cnn_channels_last_with_the_same_probabilities(sample
     weights = [p for p in cnn.parameters() if p.ndim == 4]
     assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
 
-    reference = build_method(config, {"classes": ["background", "foreground"]}, torch.device("cpu"), "fp32", weights="none")
+    reference = build_method(
+        config, {"classes": ["background", "foreground"]}, torch.device("cpu"), "fp32", weights="none"
+    )
     ckpt.load_networks(predictor.checkpoint, reference.networks)
     x = torch.randn(3, 3, config.input_size, config.input_size, generator=torch.Generator().manual_seed(0))
     expected = reference.predict(x)

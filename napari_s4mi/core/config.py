@@ -32,6 +32,7 @@ class TrainConfig:
     method: str = ""
     preset: str = "cpu-small"
     iterations: int = 600
+    epochs: float = 0.0  # > 0: iterations = epochs x the task's steps per epoch, set when the run starts
     lr: float = 3.6e-4
     weight_decay: float = 1e-5
     cosine: bool = True
@@ -52,6 +53,7 @@ class TrainConfig:
             (self.precision in PRECISIONS, f"precision '{self.precision}': use one of {', '.join(PRECISIONS)}"),
             (self.memory_saving in MEMORY_SAVING, f"memory_saving must be one of {', '.join(MEMORY_SAVING)}"),
             (self.iterations > 0, "iterations must be at least 1"),
+            (self.epochs >= 0, "epochs cannot be negative"),
             (self.lr > 0, "learning rate must be positive"),
             (self.val_every > 0 and self.checkpoint_every > 0, "val_every and checkpoint_every must be positive"),
             (bool(self.networks), "the method names no network"),

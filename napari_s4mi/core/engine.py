@@ -7,6 +7,7 @@ step; cancelling, finishing, or an error all leave a complete ``last/`` checkpoi
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,11 @@ def train(
     if not resume and (run_dir / CONFIG_FILE).exists():
         raise InputError(f"{run_dir}: already holds a run; pick a new --out or resume it (--resume)")
     data = prepare_data(project, config)
+    if config.epochs > 0 and not resume:
+        per_epoch = data.steps_per_epoch()
+        if per_epoch is None:
+            raise TrainingError(f"method {config.method} cannot count epochs: give iterations instead")
+        config.iterations = max(1, math.ceil(config.epochs * per_epoch))
     for text in data.messages:
         yield Message(text, "warning")
     torch.manual_seed(config.seed)
@@ -147,7 +153,7 @@ def _loop(
                 improved = best is None or result.score > best.score
                 if improved:
                     best = BestCheckpoint(step, result.metric, result.score, result.network, result.metrics)
-                record.update(result.metrics)
+                record.update(result.metrics | result.details)
                 yield Validation(step, result.metrics, result.metric, result.score, result.network, improved)
                 if improved:
                     yield save(BEST, step)

@@ -86,7 +86,17 @@ class Done:
     best: BestCheckpoint | None = None
 
 
-Event = Progress | Validation | Checkpoint | Message | Done
+@dataclass(frozen=True)
+class Stage:
+    """A stage of a pipeline begins (``pretraining``, ``fine-tuning``): the events that follow are its run's."""
+
+    name: str
+    run_dir: Path
+    index: int
+    count: int
+
+
+Event = Progress | Validation | Checkpoint | Message | Done | Stage
 
 
 class CancelToken:

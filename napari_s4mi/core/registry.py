@@ -151,3 +151,46 @@ def _register_builtins() -> None:
 
 
 _register_builtins()
+
+
+def _register_classification() -> None:
+    from .cls_config import CassConfig, DinoConfig, FinetuneConfig
+
+    register_task(
+        TaskEntry(
+            "classification",
+            data="napari_s4mi.core.tasks.classification:ClassificationData",
+            predictor="napari_s4mi.core.tasks.cls_predictor:ClsPredictor",
+        )
+    )
+    register_task(TaskEntry("pretraining", data="napari_s4mi.core.tasks.classification:PretrainingData"))
+    register_method(
+        MethodEntry(
+            "supervised",
+            "classification",
+            FinetuneConfig,
+            "napari_s4mi.core.methods.classifier:FineTune",
+            "a CNN and a ViT fine-tuned on the labeled slides (from ImageNet, random or a pretraining)",
+        )
+    )
+    register_method(
+        MethodEntry(
+            "cass",
+            "pretraining",
+            CassConfig,
+            "napari_s4mi.core.methods.cass:Cass",
+            "CASS: a CNN and a ViT trained to agree on unlabeled slides, then fine-tuned",
+        )
+    )
+    register_method(
+        MethodEntry(
+            "dino",
+            "pretraining",
+            DinoConfig,
+            "napari_s4mi.core.methods.dino:Dino",
+            "DINO: a ViT student distilled from its EMA teacher on unlabeled slides, then fine-tuned",
+        )
+    )
+
+
+_register_classification()

@@ -25,7 +25,7 @@ from ..core.errors import S4MIError
 from ..core.runs import list_runs, summarize_run
 from .quiet import ActivityBar
 from .session import report, session_for
-from .workers import Job, SlideResult, start_prediction
+from .workers import Job, JobError, SlideResult, start_prediction
 
 SCOPES = ("current slide", "unannotated slides", "all slides")
 STOP_WAIT_S = 120.0
@@ -187,7 +187,7 @@ class PredictWidget(QWidget):
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = str(exc)
-        text = str(exc) if isinstance(exc, S4MIError) else f"{exc.__class__.__name__}: {exc}"
+        text = str(exc) if isinstance(exc, (S4MIError, JobError)) else f"{exc.__class__.__name__}: {exc}"
         show_error(f"S4MI prediction failed: {text}")
         self.status.setText(f"failed: {text}")
 

@@ -20,7 +20,7 @@ from .curve import TrainingCurve
 from .quiet import ActivityBar, StatusText, set_progress
 from .session import report, session_for
 from .train_form import TrainForm
-from .workers import Job, start_training
+from .workers import Job, JobError, start_training
 
 SHOW_EVERY_MS = 250  # the widget shows the latest step at most this often
 ACTIVITY_EVERY_S = 1.0  # napari's activity dock, at most this often
@@ -190,7 +190,7 @@ class TrainWidget(QWidget):
 
     def _on_error(self, exc: BaseException) -> None:
         self.last_error = str(exc)
-        text = str(exc) if isinstance(exc, S4MIError) else f"{exc.__class__.__name__}: {exc}"
+        text = str(exc) if isinstance(exc, (S4MIError, JobError)) else f"{exc.__class__.__name__}: {exc}"
         show_error(f"S4MI training failed: {text}")
         self.status.setText(f"failed: {text}")
 

@@ -30,7 +30,7 @@ from ..core import host
 from ..core.events import CancelToken, Progress
 
 if TYPE_CHECKING:
-    from ..core.config import SegConfig
+    from ..core.config import TrainConfig
     from ..core.project import Project
 
 BACKGROUND_NICENESS = 10
@@ -160,16 +160,16 @@ def _start(produce: Callable[[], Iterator[Any]], cancel: CancelToken, name: str)
     return Job(worker, cancel, finished, computation.thread)
 
 
-def _training(project: Project, config: SegConfig, run_dir: Path, resume: bool, cancel: CancelToken) -> Iterator[Any]:
-    from ..core.engine import train_segmentation  # torch is imported here, off the GUI thread
+def _training(project: Project, config: TrainConfig, run_dir: Path, resume: bool, cancel: CancelToken) -> Iterator[Any]:
+    from ..core.engine import train  # torch is imported here, off the GUI thread
 
-    for event in train_segmentation(project, config, run_dir, cancel=cancel, resume=resume):
+    for event in train(project, config, run_dir, cancel=cancel, resume=resume):
         if isinstance(event, Progress):  # after a first step: torch's lazy imports are done too
             host.freeze_startup_objects()  # only where S4MI owns the process
         yield event
 
 
-def start_training(project: Project, config: SegConfig, run_dir: Path, resume: bool = False) -> Job:
+def start_training(project: Project, config: TrainConfig, run_dir: Path, resume: bool = False) -> Job:
     """A (not yet started) job yielding the engine's events for one run."""
     cancel = CancelToken()
     return _start(partial(_training, project, config, run_dir, resume, cancel), cancel, "s4mi-training")
@@ -196,9 +196,9 @@ def _prediction(
     cancel: CancelToken,
 ) -> Iterator[SlideResult]:
     from ..core.device import release_memory
-    from ..core.predictor import Predictor
+    from ..core.predictor import open_predictor
 
-    predictor = Predictor(run_dir, which=which, device=device)
+    predictor = open_predictor(run_dir, which=which, device=device)
     try:
         for done, slide_id in enumerate(slide_ids, start=1):
             if cancel.cancelled:

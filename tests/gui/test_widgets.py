@@ -12,7 +12,8 @@ from conftest import SAMPLE, tiny_training
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_s4mi.widgets.latency import EventLoopGaps  # noqa: E402 (after the skips)
+from s4mi_bench.event_loop import EventLoopGaps  # noqa: E402 (after the skips; benchmarks/ is on sys.path)
+
 from napari_s4mi.core.events import Progress  # noqa: E402
 from napari_s4mi.widgets.session import session_for  # noqa: E402
 

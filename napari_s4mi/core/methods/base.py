@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,11 +36,13 @@ Batch = Mapping[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Validation metrics; ``metric`` names the one that picks the best checkpoint, reached by ``network``."""
+    """Validation metrics; ``metric`` names the one that picks the best checkpoint, reached by ``network``.
+    ``details`` (JSON-able, e.g. confusion matrices) go to the run's metrics file beside the numbers."""
 
     metrics: dict[str, float]
     metric: str
     network: str
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def score(self) -> float:

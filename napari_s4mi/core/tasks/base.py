@@ -47,6 +47,10 @@ class TrainingData:
         """Validation batches as tensors on ``device`` (none by default)."""
         return iter(())
 
+    def steps_per_epoch(self) -> float | None:
+        """Steps that show the training data once (for configs that give their length in epochs)."""
+        return None
+
     def describe_batch(self) -> str:
         """The batch in words, for error messages (e.g. 'batch 4+4 at 128 px')."""
         return "the batch"

@@ -59,3 +59,17 @@ class SegPredictor:
             out_dir=out_dir,
             with_disagreement=self.has_disagreement,
         )
+
+    def predict_folder(self, paths: list[Path], out: Path, disagreement: bool = False) -> int:
+        """Write ``<stem>.png`` masks (``<stem>.tif`` past 8192² px), and the CNN-Swin disagreement when asked.
+        Returns the number of slides written."""
+        from tqdm import tqdm
+
+        from ..io import open_slide
+        from ..writers import write_prediction
+
+        for path in tqdm(paths, unit="slide"):
+            with open_slide(path) as slide:
+                prediction = self.predict(slide, out_dir=out / f".{path.stem}.work")
+            write_prediction(out, path.stem, prediction, len(self.classes), disagreement)
+        return len(paths)

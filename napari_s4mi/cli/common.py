@@ -1,0 +1,89 @@
+"""What the `s4mi` commands share: data and device options, the project to train on, Ctrl-C handling."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..core.config import DEVICES, PRECISIONS
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--images / --project and the required --out of a training command; returns the data group."""
+    source = parser.add_argument_group("data (give --images, or --project)")
+    source.add_argument("--images", type=Path, help="folder of slides (PNG, JPEG, BMP, TIFF); left untouched")
+    source.add_argument("--project", type=Path, help="project folder (default: <images>/.s4mi when writable)")
+    parser.add_argument("--out", type=Path, required=True, help="(required) run folder to create, or to resume")
+    parser.add_argument("--resume", action="store_true", help="continue the stopped run in --out (default: off)")
+    return source
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --precision, --no-cuda-graphs, --weights."""
+    parser.add_argument(
+        "--device", choices=DEVICES, help="auto picks CUDA, then Apple MPS, then the CPU (default: auto)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="auto: bf16 where the GPU or CPU runs it natively, else fp32 (default: auto)",
+    )
+    parser.add_argument(
+        "--no-cuda-graphs",
+        dest="cuda_graphs",
+        action="store_false",
+        default=None,
+        help="on CUDA, run every step eagerly instead of replaying a captured graph (default: graphs on)",
+    )
+    parser.add_argument(
+        "--weights",
+        help="initial weights of every network: 'imagenet' (downloaded once into the Hugging Face cache; "
+        "`s4mi weights fetch` pre-fetches), 'none', or a .safetensors file (default: imagenet, random if offline)",
+    )
+
+
+def open_or_create_project(images: Path | None, project_dir: Path | None, masks: Path | None, out: Path):
+    """The project to train on: opened from --project, or created from --images (masks imported)."""
+    from ..core.errors import ProjectError
+    from ..core.project import Project
+
+    if images is None:
+        if project_dir is None:
+            raise ProjectError("give --images DIR (with --masks DIR) or --project DIR")
+        project = Project.open(project_dir)
+    else:
+        if project_dir is None:
+            try:
+                project = Project.create(images)
+            except ProjectError as exc:
+                if "read-only" not in str(exc):
+                    raise
+                project_dir = out.parent / f"{out.name}-project"
+                print(f"s4mi: {images} is read-only; the project lives in {project_dir}", file=sys.stderr)
+        if project_dir is not None:
+            project = Project.create(images, project_dir=project_dir)
+    if masks is not None:
+        count = project.import_masks(masks)
+        print(f"s4mi: imported {count} masks from {masks}", file=sys.stderr)
+    return project
+
+
+def run_with_ctrl_c(start: Callable, out: Path) -> int:
+    """Drive ``start(cancel)``'s events with a progress bar; Ctrl-C stops after the step with a checkpoint."""
+    from ..console import drive
+    from ..core.events import CancelToken
+
+    cancel = CancelToken()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
+    try:
+        done = drive(start(cancel))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if done is None:
+        return 0
+    state = "stopped (resume with --resume)" if done.cancelled else "finished"
+    print(f"s4mi: run {state} at step {done.step}: {out}")
+    return 0

@@ -1,0 +1,101 @@
+"""`s4mi train seg`: segmentation training from a folder of slides and masks, or a project."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..core.config import PRESETS
+from ..core.registry import method_entry, method_names
+from .common import add_data_arguments, add_device_arguments, open_or_create_project, run_with_ctrl_c
+
+SEG = "segmentation"
+
+
+def _preset_default(field: str) -> str:
+    """What the presets of the default segmentation method set ``field`` to, for the help text."""
+    entry = method_entry(SEG, method_names(SEG)[0])
+    values = {name: getattr(entry.config.for_preset(name), field) for name in PRESETS}
+    return ", ".join(f"{name}: {value}" for name, value in values.items())
+
+
+def add_seg_parser(tasks: argparse._SubParsersAction) -> None:
+    seg = tasks.add_parser(
+        "seg",
+        help="train segmentation",
+        description="Train a segmentation method; settings not given come from the preset.",
+    )
+    source = add_data_arguments(seg)
+    source.add_argument("--masks", type=Path, help="folder of masks to import, matched by name (default: none)")
+    methods = method_names(SEG)
+    summaries = "; ".join(f"{name}: {method_entry(SEG, name).summary}" for name in methods)
+    seg.add_argument("--method", choices=methods, default=methods[0], help=f"{summaries} (default: {methods[0]})")
+    seg.add_argument(
+        "--preset", choices=PRESETS, default=PRESETS[0], help="settings to start from (default: %(default)s)"
+    )
+    seg.add_argument(
+        "--label-fraction",
+        type=float,
+        help="fraction of the annotated training slides used with their masks (default: 1.0)",
+    )
+    seg.add_argument("--seed", type=int, help="seed of the split, the labeled subset, init and batches (default: 0)")
+    seg.add_argument("--iterations", type=int, help=f"training steps (default: {_preset_default('iterations')})")
+    seg.add_argument(
+        "--input-size", type=int, help=f"network input, a multiple of 32 (default: {_preset_default('input_size')})"
+    )
+    seg.add_argument(
+        "--labeled-batch", type=int, help=f"labeled images per step (default: {_preset_default('labeled_batch')})"
+    )
+    seg.add_argument(
+        "--unlabeled-batch",
+        type=int,
+        help=f"unlabeled images per step, semi-supervised methods (default: {_preset_default('unlabeled_batch')})",
+    )
+    seg.add_argument("--lr", type=float, help="Adam learning rate, cosine decay (default: 3.6e-4)")
+    add_device_arguments(seg)
+    seg.add_argument(
+        "--red-norm",
+        choices=("auto", "on", "off"),
+        help="red-channel normalisation; auto: on for colour slides (default: auto)",
+    )
+    seg.add_argument(
+        "--val-every", type=int, help=f"steps between validations (default: {_preset_default('val_every')})"
+    )
+    seg.add_argument(
+        "--memory-saving",
+        choices=("auto", "on", "off"),
+        help="CPU activation checkpointing; auto: on when the step would crowd the RAM (default: auto)",
+    )
+    seg.add_argument("--init-from", type=Path, help="warm start from a finished run's weights (default: none)")
+
+
+def cmd_train_seg(args: argparse.Namespace) -> int:
+    from ..core.engine import load_run_config, train
+    from ..core.registry import make_config
+
+    project = open_or_create_project(args.images, args.project, args.masks, args.out)
+    if args.resume:
+        config = load_run_config(args.out)
+    else:
+        overrides = {
+            "label_fraction": args.label_fraction,
+            "seed": args.seed,
+            "iterations": args.iterations,
+            "input_size": args.input_size,
+            "labeled_batch": args.labeled_batch,
+            "unlabeled_batch": args.unlabeled_batch,
+            "lr": args.lr,
+            "device": args.device,
+            "precision": args.precision,
+            "red_norm": args.red_norm,
+            "val_every": args.val_every,
+            "memory_saving": args.memory_saving,
+            "cuda_graphs": args.cuda_graphs,
+        }
+        config = make_config(SEG, args.method, args.preset, **overrides)
+        if args.weights:
+            config.set_weights(args.weights)
+    return run_with_ctrl_c(
+        lambda cancel: train(project, config, args.out, cancel, resume=args.resume, init_from=args.init_from),
+        args.out,
+    )
