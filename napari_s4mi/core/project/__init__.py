@@ -6,22 +6,29 @@ write is atomic (temporary file, then rename) and the in-memory state is rolled 
 error leaves the previous manifest and masks intact.
 
 A slide counts as annotated only when the user marks it so: saving a half-painted mask does not label it.
+Class labels are separate: a slide has an explicit ``labeled`` state and its ``labels`` (see ``labels``).
 
 Modules: ``manifest`` (folder names, SlideRecord, the JSON format), ``base`` (creating/opening a project, its
 records, atomic manifest saves), ``masks`` (saved masks and predictions), ``mask_import`` (a folder of masks,
-all or nothing), ``splits`` (group-aware train/val/test splits, the groups CSV). :class:`Project` joins them.
+all or nothing), ``splits`` (group-aware train/val/test splits, the groups CSV), ``labels`` (class labels of
+the slides for image classification, single- or multi-label), ``label_import`` (class labels from a CSV, all or
+nothing). :class:`Project` joins them.
 """
 
 from .base import ProjectBase
+from .label_import import LabelImport, LabelImportSummary
+from .labels import LabelStore
 from .manifest import (
     DEFAULT_PROJECT_DIRNAME,
     FORMAT,
+    LABEL_MODES,
     MANIFEST_NAME,
     MASKS_DIRNAME,
     PREDICTIONS_DIRNAME,
     RUNS_DIRNAME,
     SPLITS,
     VERSION,
+    LabelSchema,
     SlideRecord,
 )
 from .mask_import import MASK_SUFFIXES, MaskImport
@@ -29,13 +36,14 @@ from .masks import MaskStore
 from .splits import SplitAssignment, load_groups_csv
 
 
-class Project(MaskImport, SplitAssignment):
-    """An annotation project: slide records, classes, masks and runs under ``root``."""
+class Project(MaskImport, SplitAssignment, LabelImport):
+    """An annotation project: slide records, classes, masks, class labels and runs under ``root``."""
 
 
 __all__ = [
     "DEFAULT_PROJECT_DIRNAME",
     "FORMAT",
+    "LABEL_MODES",
     "MANIFEST_NAME",
     "MASKS_DIRNAME",
     "MASK_SUFFIXES",
@@ -43,6 +51,10 @@ __all__ = [
     "RUNS_DIRNAME",
     "SPLITS",
     "VERSION",
+    "LabelImport",
+    "LabelImportSummary",
+    "LabelSchema",
+    "LabelStore",
     "MaskImport",
     "MaskStore",
     "Project",

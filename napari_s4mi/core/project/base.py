@@ -9,7 +9,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,10 +23,14 @@ from .manifest import (
     MASKS_DIRNAME,
     RUNS_DIRNAME,
     VERSION,
+    LabelSchema,
     SlideRecord,
     check_format,
+    check_record_labels,
+    label_schema_from_json,
     load_json,
     record_from_json,
+    record_to_json,
     resolve_slides_dir,
     stored_slides_dir,
     validated_classes,
@@ -37,7 +40,8 @@ _P = TypeVar("_P", bound="ProjectBase")
 
 
 class ProjectBase:
-    """Slide records, classes and the manifest of a project under ``root``; masks and splits come in subclasses."""
+    """Slide records, classes and the manifest of a project under ``root``; masks, splits and class labels come in
+    subclasses. ``classes`` are the segmentation classes; ``label_schema`` the image-classification labels."""
 
     def __init__(
         self,
@@ -49,6 +53,7 @@ class ProjectBase:
         multi_label: bool = False,
         vanished: dict[str, SlideRecord] | None = None,
         extra: dict[str, Any] | None = None,
+        label_schema: LabelSchema | None = None,
     ):
         self.root = Path(root)
         self.slides_dir = Path(slides_dir)
@@ -59,6 +64,7 @@ class ProjectBase:
         # records of slides gone from the folder, restored if they come back
         self._vanished = dict(vanished or {})
         self._extra = dict(extra or {})  # manifest keys written by newer code, kept as they are
+        self.label_schema = label_schema or LabelSchema()
 
     def __repr__(self) -> str:
         return f"Project({str(self.root)!r}, slides={len(self.slides)}, classes={self.classes})"
@@ -146,6 +152,9 @@ class ProjectBase:
             if channel_axis is not None and not isinstance(channel_axis, int):
                 raise ValueError("channel_axis must be an integer or null")
             multi_label = bool(data.get("multi_label", False))
+            label_schema = label_schema_from_json(data)
+            for rec in [*records, *vanished.values()]:
+                check_record_labels(rec, label_schema)
         except ProjectError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -153,7 +162,7 @@ class ProjectBase:
                 f"{manifest}: corrupt project manifest ({type(exc).__name__}: {exc}); restore it or create it again"
             ) from exc
         extra = {k: v for k, v in data.items() if k not in KNOWN_KEYS}
-        return cls(root, slides_dir, classes, records, channel_axis, multi_label, vanished, extra)
+        return cls(root, slides_dir, classes, records, channel_axis, multi_label, vanished, extra, label_schema)
 
     # ----------------------------------------------------------------------------------------- saving
 
@@ -167,10 +176,14 @@ class ProjectBase:
             "classes": list(self.classes),
             "multi_label": self.multi_label,
             "channel_axis": self.channel_axis,
-            "slides": [asdict(r) for r in self.slides],
+            "slides": [record_to_json(r) for r in self.slides],
         }
         if self._vanished:
-            data["vanished_slides"] = [asdict(r) for r in self._vanished.values()]
+            data["vanished_slides"] = [record_to_json(r) for r in self._vanished.values()]
+        if self.label_schema.classes:
+            data["label_classes"] = list(self.label_schema.classes)
+            data["label_mode"] = self.label_schema.mode
+            data["none_class"] = self.label_schema.none_class
         data.update({k: v for k, v in self._extra.items() if k not in data})
         return data
 
@@ -182,12 +195,14 @@ class ProjectBase:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """Apply in-memory changes and save them; on any error restore the previous in-memory state."""
-        state = copy.deepcopy((self.classes, self.slides, self._vanished, self.channel_axis, self.multi_label))
+        state = copy.deepcopy(
+            (self.classes, self.slides, self._vanished, self.channel_axis, self.multi_label, self.label_schema)
+        )
         try:
             yield
             self.save()
         except BaseException:
-            self.classes, self.slides, self._vanished, self.channel_axis, self.multi_label = state
+            self.classes, self.slides, self._vanished, self.channel_axis, self.multi_label, self.label_schema = state
             raise
 
     # ----------------------------------------------------------------------------------------- slides

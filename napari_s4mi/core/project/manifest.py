@@ -1,10 +1,16 @@
-"""The project manifest ``s4mi-project.json``: folder names, slide records, and parsing/validating the JSON."""
+"""The project manifest ``s4mi-project.json``: folder names, slide records, and parsing/validating the JSON.
+
+Class labels (image classification) are their own keys beside the segmentation ``classes``: ``label_classes``,
+``label_mode`` ('single' or 'multi'), ``none_class`` (single-label: the class of rows with no positive column),
+and per slide ``labeled`` and ``labels``. They are written only when used, and a manifest without them opens
+as a project without class labels.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -18,20 +24,86 @@ MASKS_DIRNAME = "masks"
 RUNS_DIRNAME = "runs"
 PREDICTIONS_DIRNAME = "predictions"
 SPLITS = ("train", "val", "test")
+LABEL_MODES = ("single", "multi")
 KNOWN_KEYS = frozenset(
     {"format", "version", "slides_dir", "slides_dir_absolute", "classes", "multi_label", "channel_axis"}
-    | {"slides", "vanished_slides"}
+    | {"slides", "vanished_slides", "label_classes", "label_mode", "none_class"}
 )
 
 
 @dataclass
 class SlideRecord:
-    """A slide of the project: its id (path relative to the slide folder, posix) and annotation state."""
+    """A slide of the project: its id (path relative to the slide folder, posix), annotation and label state.
+
+    ``annotated``: its saved mask is a segmentation label. ``labeled``: ``labels`` are its class labels (one in
+    single-label mode; any number, none included, in multi-label mode).
+    """
 
     id: str
     annotated: bool = False
     split: str | None = None
     group: str | None = None
+    labeled: bool = False
+    labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LabelSchema:
+    """The class labels of a project: class names, 'single' or 'multi' label mode, the optional none class."""
+
+    classes: tuple[str, ...] = ()
+    mode: str = "single"
+    none_class: str | None = None
+
+
+def validated_label_schema(classes: Any, mode: Any = "single", none_class: Any = None) -> LabelSchema:
+    """A LabelSchema; ValueError (one line, with the fix) unless the names and mode are consistent."""
+    names = list(classes) if isinstance(classes, (list, tuple)) else None
+    if names is None or not all(isinstance(c, str) and c.strip() == c and c for c in names):
+        raise ValueError(f"label classes must be a list of non-empty names without outer spaces (got {classes!r})")
+    if len(set(names)) != len(names):
+        twice = sorted({c for c in names if names.count(c) > 1})
+        raise ValueError(f"label class {twice[0]!r} is listed twice; give each class once")
+    if any(";" in c for c in names):
+        raise ValueError(f"label class names cannot contain ';' (got {[c for c in names if ';' in c][0]!r}); rename it")
+    if mode not in LABEL_MODES:
+        raise ValueError(f"label mode {mode!r} is not one of {LABEL_MODES}")
+    if none_class is not None:
+        if mode != "single":
+            raise ValueError(
+                "a none class only applies to single-label mode; drop it (multi-label rows may be all zero)"
+            )
+        if none_class not in names:
+            raise ValueError(f"none class {none_class!r} is not one of the label classes {names}; add it or drop it")
+    return LabelSchema(tuple(names), mode, none_class)
+
+
+def label_schema_from_json(data: dict[str, Any]) -> LabelSchema:
+    """The manifest's label schema (empty when the keys are absent); ValueError when inconsistent."""
+    return validated_label_schema(
+        data.get("label_classes", []), data.get("label_mode", "single"), data.get("none_class")
+    )
+
+
+def check_record_labels(rec: SlideRecord, schema: LabelSchema) -> None:
+    """ValueError unless a record's labels are label classes and fit the mode."""
+    unknown = [name for name in rec.labels if name not in schema.classes]
+    if unknown:
+        raise ValueError(
+            f"slide {rec.id!r}: label {unknown[0]!r} is not one of the label classes {list(schema.classes)}"
+        )
+    if rec.labeled and schema.mode == "single" and len(rec.labels) != 1:
+        raise ValueError(f"slide {rec.id!r}: {len(rec.labels)} labels in single-label mode (needs one)")
+    if not rec.labeled and rec.labels:
+        raise ValueError(f"slide {rec.id!r}: labels {rec.labels} but not labeled")
+
+
+def record_to_json(rec: SlideRecord) -> dict[str, Any]:
+    """A record's manifest entry; the label fields only for slides that have class labels."""
+    data = asdict(rec)
+    if not rec.labeled and not rec.labels:
+        del data["labeled"], data["labels"]
+    return data
 
 
 def load_json(path: Path) -> Any:
@@ -102,4 +174,14 @@ def record_from_json(item: Any) -> SlideRecord:
     if split not in (None, *SPLITS):
         raise ValueError(f"slide {slide_id!r}: split {split!r} is not one of {SPLITS}")
     group = item.get("group")
-    return SlideRecord(slide_id, bool(item.get("annotated", False)), split, None if group is None else str(group))
+    labels = item.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+        raise ValueError(f"slide {slide_id!r}: labels {labels!r} must be a list of class names")
+    return SlideRecord(
+        slide_id,
+        bool(item.get("annotated", False)),
+        split,
+        None if group is None else str(group),
+        bool(item.get("labeled", False)),
+        list(labels),
+    )
