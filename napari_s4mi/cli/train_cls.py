@@ -62,7 +62,7 @@ def cmd_train_cls(args: argparse.Namespace) -> int:
     project = open_or_create_project(args.images, args.project, None, args.out)
     if args.labels is not None:
         summary = project.import_labels_csv(
-            args.labels, mode="multi" if args.multi_label else "single", none_class=args.none_class
+            args.labels, mode="multi" if args.multi_label else None, none_class=args.none_class
         )
         print(f"s4mi: {summary}")
     finetune = {

@@ -8,6 +8,7 @@ Gradients are zeroed at every step by the engine (the reference code never zeroe
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import torch
@@ -43,6 +44,20 @@ class Cass(ImageMethod):
         cnn, vit = z.values()
         spread = {f"spread_{name}": batch_spread(value) for name, value in z.items()}
         return {"loss": cass_loss(cnn, vit), **spread}
+
+    @property
+    def embedding_width(self) -> int:
+        return self.config.projection_dim
+
+    @torch.no_grad()
+    def embedding_spread(self, x: torch.Tensor) -> float:
+        """The smaller batch spread of the two networks' projections as training sees them (batch statistics in
+        the BatchNorms, on copies so that no running statistic moves); collapse: 0, spread: ~1/sqrt(D)."""
+        spreads = []
+        for net in self.networks.values():
+            copy_ = copy.deepcopy(net).train()
+            spreads.append(float(batch_spread(copy_(x))))
+        return min(spreads)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

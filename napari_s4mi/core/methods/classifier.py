@@ -59,7 +59,7 @@ class FineTune(ImageMethod):
         if weights is None:  # a new run (a predictor passes 'none' and loads its checkpoint)
             weights = "imagenet" if is_imagenet_spec(init) else "none"
         for name in self.config.networks:
-            module = Classifier(self.backbone(name, weights), len(self.classes))
+            module = Classifier(self.backbone(name, weights, report=not from_run), len(self.classes))
             if from_run:
                 self.reports.append(self._load_pretrained(module, name, Path(init)))
             self.add_image_network(name, module)

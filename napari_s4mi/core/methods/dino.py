@@ -53,15 +53,15 @@ class Dino(ImageMethod):
     def losses(self, batch: Batch, scalars: Mapping) -> dict[str, torch.Tensor]:
         teacher = self.networks[self.name]
         globals_ = batch["global"].chunk(2)
-        with torch.no_grad():
-            teacher.eval()
+        with torch.no_grad():  # the teacher in train mode, as DINO's: its head's BatchNorm uses batch statistics
+            teacher.train()
             t_out = [self.run(self.name, x) for x in globals_]
         s_global = self.run(f"{self.name}_student", batch["global"]).chunk(2)
         s_local = list(self.run(f"{self.name}_student", batch["local"]).chunk(self.config.local_crops))
         center = teacher.head.center
         loss = dino_loss([*s_global, *s_local], t_out, center, self.config.student_temp, self.config.teacher_temp)
         self._teacher_out = torch.cat(t_out).detach().float()
-        return {"loss": loss, "spread": batch_spread(self._teacher_out)}
+        return {"loss": loss, "spread": batch_spread(self._teacher_out - center)}
 
     def momentum(self, step: int) -> float:
         """Cosine schedule from ``teacher_momentum`` to 1."""
@@ -78,6 +78,18 @@ class Dino(ImageMethod):
             c = self.config.center_momentum
             batch_center = self._teacher_out.mean(dim=0, keepdim=True)
             teacher.head.center.mul_(c).add_(batch_center, alpha=1.0 - c)
+
+    @property
+    def embedding_width(self) -> int:
+        return self.config.out_dim
+
+    @torch.no_grad()
+    def embedding_spread(self, x: torch.Tensor) -> float:
+        """The batch spread of the teacher's centred outputs (what centring and sharpening keep from collapsing:
+        to one point, or to the uniform distribution)."""
+        teacher = self.networks[self.name]
+        teacher.train()
+        return float(batch_spread(self.run(self.name, x) - teacher.head.center))
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -12,13 +12,15 @@ from .base import Method
 class ImageMethod(Method):
     """Base of the classification and pretraining methods: backbones from ``config.networks`` specs."""
 
-    def backbone(self, name: str, weights: str | None) -> nn.Module:
-        """The backbone of network ``name`` (its weights report kept); ``weights`` overrides the spec's."""
+    def backbone(self, name: str, weights: str | None, report: bool = True) -> nn.Module:
+        """The backbone of network ``name``; ``weights`` overrides the spec's; its weights report is kept for the
+        user unless ``report`` is off (weights loaded afterwards report themselves)."""
         spec = dict(self.config.networks[name])
         if weights is not None:
             spec["weights"] = weights
-        module, report = build_backbone(spec, self.config.input_size)
-        self.reports.append(report)
+        module, weights_report = build_backbone(spec, self.config.input_size)
+        if report:
+            self.reports.append(weights_report)
         return module
 
     def add_image_network(self, name: str, module: nn.Module) -> nn.Module:

@@ -74,13 +74,21 @@ class ProjectedBackbone(nn.Module):
 
 
 class DinoHead(nn.Module):
-    """DINO's head: MLP to a bottleneck, L2 normalisation, weight-normalised prototypes; holds the teacher's
-    running centre as a buffer (saved with the network)."""
+    """DINO's head: MLP (with BatchNorm, DINO's ``use_bn_in_head`` option) to a bottleneck, L2 normalisation,
+    weight-normalised prototypes; holds the teacher's running centre as a buffer (saved with the network).
+    Measured: without the BatchNorm, randomly initialised backbones gave near-identical outputs for every image and
+    the pair collapsed to the uniform distribution within 40 steps."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 512, bottleneck: int = 128):
         super().__init__()
         self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, bottleneck)
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.GELU(),
+            nn.Linear(hidden, bottleneck),
         )
         self.prototypes = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck, out_dim, bias=False))
         magnitude = self.prototypes.parametrizations.weight.original0
