@@ -26,13 +26,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from napari_s4mi.core.config import SegConfig, preset  # noqa: E402
-from napari_s4mi.core.engine import train_segmentation  # noqa: E402
+from napari_s4mi.core.engine import train as train_run  # noqa: E402
 from napari_s4mi.core.events import CancelToken, Done, Event, Progress  # noqa: E402
 from napari_s4mi.core.io import open_slide  # noqa: E402
-from napari_s4mi.core.predictor import Predictor  # noqa: E402
+from napari_s4mi.core.predictor import open_predictor  # noqa: E402
 from napari_s4mi.core.project import Project  # noqa: E402
+from napari_s4mi.core.registry import make_config  # noqa: E402
 from napari_s4mi.core.sample import create_sample_project, sample_dir  # noqa: E402
+from napari_s4mi.core.seg_config import SegConfig  # noqa: E402
 
 MIB = 2**20
 WARMUP = 5
@@ -102,7 +103,7 @@ def train(project: Project, config: SegConfig, run_dir: Path, resume: bool = Fal
     before = allocated(device)
     cancel = CancelToken()
     try:
-        row = drive(train_segmentation(project, config, run_dir, cancel, resume=resume), device, cancel, **stop)
+        row = drive(train_run(project, config, run_dir, cancel, resume=resume), device, cancel, **stop)
     except Exception as exc:  # reported in the table
         row = {"error": f"{type(exc).__name__}: {str(exc)[:120]}"}
     row |= {"before_MiB": before, "peak_MiB": peak(device), "after_MiB": allocated(device)}
@@ -114,7 +115,7 @@ def failing_run(project: Project, config: SegConfig, run_dir: Path, fail_at: int
     """A run that fails mid-way (as an OOM or NaN loss does, raised inside the loop): memory after the error."""
     device = config.device
     gc.collect()
-    events = train_segmentation(project, config, run_dir)
+    events = train_run(project, config, run_dir)
     steps = 0
     try:
         for event in events:
@@ -150,7 +151,7 @@ def predict(
     for precision in precisions:
         gc.collect()
         reset_peak(device)
-        predictor = Predictor(run_dir, device=device, precision=precision)
+        predictor = open_predictor(run_dir, device=device, precision=precision)
         times = []
         with open_slide(slide_path) as slide:
             for _ in range(repeats + 1):
@@ -236,14 +237,14 @@ def main() -> None:
 
     def config(name: str, precision: str, iterations: int = n, **extra: Any) -> SegConfig:
         every = max(iterations, 1)
-        return preset(name, iterations=iterations, device=device, precision=precision, val_every=every,
-                      checkpoint_every=every, **extra)  # fmt: skip
+        return make_config("segmentation", "cross-teaching", name, iterations=iterations, device=device,
+                           precision=precision, val_every=every, checkpoint_every=every, **extra)  # fmt: skip
 
     training: list[Row] = []
     for name in args.presets:
         variants: list[tuple[str, dict[str, Any]]] = [(p, {}) for p in precisions]
         variants += [(p, {"cuda_graphs": False}) for p in precisions if p != "fp16"]  # the eager step, for comparison
-        variants.append((precisions[-1], {"memory_saving": True, "fused_attention": True}))
+        variants.append((precisions[-1], {"memory_saving": "on", "fused_attention": True}))
         for precision, extra in variants:
             label = f"{name}/{precision}" + ("+ckpt+sdpa" if "memory_saving" in extra else "")
             label += "+eager" if extra.get("cuda_graphs") is False else ""
@@ -259,7 +260,7 @@ def main() -> None:
     lifecycle.append({"case": f"cancel token at step {n // 2}"} | cancelled)
     closed = train(project, config(name, precision, 2 * n), runs / "closed", close_after=n // 2)
     lifecycle.append({"case": f"generator closed at step {n // 2}"} | closed)
-    for memory_saving in (False, True):
+    for memory_saving in ("off", "on"):
         failed = failing_run(project, config(name, precision, 2 * n, memory_saving=memory_saving), runs / "failed")
         lifecycle.append({"case": f"error inside the loop (memory_saving={memory_saving})"} | failed)
         (runs / "failed").rename(runs / f"failed-{memory_saving}")

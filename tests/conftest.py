@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+if str(BENCHMARKS) not in sys.path:  # the benchmark package (`import s4mi_bench`) is not installed with the plugin
+    sys.path.insert(0, str(BENCHMARKS))
 SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLE = REPO / "resources" / "sample"
 

@@ -39,7 +39,7 @@ class SegMethod(Method):
 
     def build(self, weights: str | None) -> None:
         # memory saving trades ~30% step time for memory: wanted on CPUs whose RAM the step would crowd
-        self.memory_saving = wants_memory_saving(self.config, self.device)
+        self.memory_saving = wants_memory_saving(self.config, self.device, self.precision)
         if self.memory_saving:
             return_freed_memory_promptly()
         for name, spec in self.config.networks.items():

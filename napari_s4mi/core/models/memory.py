@@ -65,9 +65,11 @@ def set_unet_memory_saving(model: nn.Module, enabled: bool = True) -> None:
         set_checkpointing(block, enabled)
 
 
-# Peak memory of a training step without memory saving, per input pixel of the batch: the `paper` cross-teaching
-# step (U-Net/ResNet-34 + Swin-UNet 96, 16 images at 224 px) peaked at 7.6 GB on a CPU, ~9.5 kB per pixel.
-STEP_BYTES_PER_PIXEL = 9_500
+# Peak memory of a training step without memory saving, per input pixel of the batch, by precision: the `paper`
+# cross-teaching step (U-Net/ResNet-34 + Swin-UNet 96, 16 images at 224 px; the process's own ~0.8 GB included)
+# peaked at 7.6 GB on a CPU in fp32 (~9.5 kB per pixel) and at 4.8 GB under bf16 autocast (~5.9 kB per pixel:
+# activations saved for the backward pass in half precision).
+STEP_BYTES_PER_PIXEL = {"fp32": 9_500, "bf16": 6_000, "fp16": 6_000}
 RAM_SHARE = 0.5  # memory saving turns on when the step would take more than this share of the available memory
 
 
@@ -88,18 +90,22 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def estimated_step_bytes(images_per_step: int, input_size: int) -> int:
-    """A (generous) estimate of a segmentation step's peak memory without memory saving."""
-    return STEP_BYTES_PER_PIXEL * images_per_step * input_size * input_size
+def estimated_step_bytes(images_per_step: int, input_size: int, precision: str = "fp32") -> int:
+    """A (generous) estimate of a segmentation step's peak memory without memory saving, at ``precision``."""
+    per_pixel = STEP_BYTES_PER_PIXEL.get(precision, STEP_BYTES_PER_PIXEL["fp32"])
+    return per_pixel * images_per_step * input_size * input_size
 
 
-def wants_memory_saving(config, device: torch.device) -> bool:
+def wants_memory_saving(config, device: torch.device, precision: str = "fp32") -> bool:
     """Whether a run activates memory saving: only on CPUs (on a GPU it cost ~30% step time for memory an H200
-    did not need); ``on``/``off`` as set, ``auto`` when the step would crowd the available RAM."""
+    did not need); ``on``/``off`` as set, ``auto`` when the step at the run's (resolved) ``precision`` would
+    crowd the available RAM. Where it is not needed it stays off: it recomputes the checkpointed forward passes
+    (measured on a CPU with native bf16, `paper` in bf16: +36% step time)."""
     if device.type != "cpu" or config.memory_saving == "off":
         return False
     if config.memory_saving == "on":
         return True
     images = config.labeled_batch + config.unlabeled_per_step
     available = available_memory_bytes()
-    return available is not None and estimated_step_bytes(images, config.input_size) > RAM_SHARE * available
+    step = estimated_step_bytes(images, config.input_size, precision)
+    return available is not None and step > RAM_SHARE * available

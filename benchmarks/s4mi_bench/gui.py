@@ -1,6 +1,6 @@
-"""GUI-latency part: `python -m napari_s4mi.widgets.bench_gui` in its own process on a (virtual) display.
+"""GUI-latency part: `python -m s4mi_bench.gui_latency` in its own process on a (virtual) display.
 
-This module never imports napari or the widgets: it finds the GUI benchmark by file and runs it."""
+This module never imports napari or the widgets: it runs the GUI benchmark as a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -10,23 +10,24 @@ import sys
 from pathlib import Path
 
 from .display import x_display
+from .proc import child_env
 
-GUI_MODULE = "napari_s4mi.widgets.bench_gui"
+GUI_MODULE = "s4mi_bench.gui_latency"
 KEYS = ("train_max_gap_ms", "predict_max_gap_ms", "final_insert_ms")
 
 
 def gui_module_file() -> Path:
-    return Path(__file__).resolve().parents[1] / "widgets" / "bench_gui.py"
+    return Path(__file__).resolve().with_name("gui_latency.py")
 
 
 def gui_latency(quick: bool = False, timeout: float = 900) -> dict:
     """The event loop's longest gaps while training and predicting, or {'skipped': why}."""
     if not gui_module_file().exists():
-        return {"skipped": f"{GUI_MODULE} is not there (the widgets package has no GUI benchmark)"}
+        return {"skipped": f"{GUI_MODULE} is not there"}
     command = [sys.executable, "-m", GUI_MODULE]
     try:
         with x_display() as env:
-            env = {**env, "S4MI_BENCH_QUICK": "1" if quick else "0"}
+            env = child_env({**env, "S4MI_BENCH_QUICK": "1" if quick else "0"})
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         return {"skipped": f"{GUI_MODULE}: {exc}"}

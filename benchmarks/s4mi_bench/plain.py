@@ -1,13 +1,15 @@
-"""The baseline: a plain fp32 eager PyTorch cross-teaching step and tile loop, as a reference script writes them.
+"""The baselines, as a reference script writes them: a plain fp32 eager cross-teaching step and tile loop, and the
+same step under autocast with channels_last (the "simple autocast step").
 
-Same networks (built by the repo's factory, so the same classes and parameter counts), Adam with the library's
-defaults, ½(Dice + CE) on the labeled images, Dice against the other network's argmax on the unlabeled ones; one
-forward per network over the labeled + unlabeled batch (as SSL4MIS's cross-teaching script does). Nothing here is
-slowed on purpose, and nothing here is tuned either.
+Same networks (built by the repo's factory, so the same classes, initial weights and parameter counts), Adam with
+the library's defaults, ½(Dice + CE) on the labeled images, Dice against the other network's argmax on the
+unlabeled ones; one forward per network over the labeled + unlabeled batch (as SSL4MIS's cross-teaching script
+does). Nothing here is slowed on purpose, and nothing here is tuned beyond what the simple step names.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,8 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.models import ModelSpec, build_model
-from ..core.preprocess import TilingSpec, tile_grid, to_network_input
+from napari_s4mi.core.inputs import normalise_batch
+from napari_s4mi.core.models import ModelSpec, build_model
+from napari_s4mi.core.preprocess import TilingSpec, network_tile, tile_grid
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def build_pair(cnn: dict, swin: dict, num_classes: int, img_size: int) -> tuple[nn.Module, nn.Module]:
@@ -31,7 +36,7 @@ def build_pair(cnn: dict, swin: dict, num_classes: int, img_size: int) -> tuple[
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
     """1 − mean over classes of the soft Dice of softmax(logits) against the one-hot target."""
-    probs = torch.softmax(logits, dim=1)
+    probs = torch.softmax(logits.float(), dim=1)
     one_hot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
     losses = []
     for k in range(logits.shape[1]):
@@ -44,6 +49,8 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) 
 class PlainCrossTeaching:
     """Two networks, two Adams, one step: the straightforward eager fp32 loop."""
 
+    name = "plain"
+
     def __init__(self, cnn: nn.Module, swin: nn.Module, lr: float = 3.6e-4, weight_decay: float = 1e-5):
         self.cnn, self.swin = cnn, swin
         self.opt_cnn = torch.optim.Adam(cnn.parameters(), lr=lr, weight_decay=weight_decay)
@@ -54,26 +61,37 @@ class PlainCrossTeaching:
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-    def train_step(self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, weight: float) -> float:
-        """One update of both networks; returns the total loss."""
-        self.cnn.train()
-        self.swin.train()
-        n = len(x_l)
-        x = torch.cat([x_l, x_u])
-        out_cnn = self.cnn(x)
-        out_swin = self.swin(x)
-        sup_cnn = 0.5 * (F.cross_entropy(out_cnn[:n], y_l) + dice_loss(out_cnn[:n], y_l))
-        sup_swin = 0.5 * (F.cross_entropy(out_swin[:n], y_l) + dice_loss(out_swin[:n], y_l))
-        pseudo_cnn = torch.argmax(out_cnn[n:].detach(), dim=1)
-        pseudo_swin = torch.argmax(out_swin[n:].detach(), dim=1)
-        unsup_cnn = dice_loss(out_cnn[n:], pseudo_swin)
-        unsup_swin = dice_loss(out_swin[n:], pseudo_cnn)
-        loss = sup_cnn + weight * unsup_cnn + sup_swin + weight * unsup_swin
+    def context(self) -> contextlib.AbstractContextManager:
+        """What the forward and the losses run under (nothing for the plain step)."""
+        return contextlib.nullcontext()
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def backward_and_step(self, loss: torch.Tensor) -> None:
         self.opt_cnn.zero_grad()
         self.opt_swin.zero_grad()
         loss.backward()
         self.opt_cnn.step()
         self.opt_swin.step()
+
+    def train_step(self, x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor, weight: float) -> float:
+        """One update of both networks; returns the total loss."""
+        self.cnn.train()
+        self.swin.train()
+        n = len(x_l)
+        x = self.inputs(torch.cat([x_l, x_u]))
+        with self.context():
+            out_cnn = self.cnn(x)
+            out_swin = self.swin(x)
+            sup_cnn = 0.5 * (F.cross_entropy(out_cnn[:n].float(), y_l) + dice_loss(out_cnn[:n], y_l))
+            sup_swin = 0.5 * (F.cross_entropy(out_swin[:n].float(), y_l) + dice_loss(out_swin[:n], y_l))
+            pseudo_cnn = torch.argmax(out_cnn[n:].detach(), dim=1)
+            pseudo_swin = torch.argmax(out_swin[n:].detach(), dim=1)
+            unsup_cnn = dice_loss(out_cnn[n:], pseudo_swin)
+            unsup_swin = dice_loss(out_swin[n:], pseudo_cnn)
+            loss = sup_cnn + weight * unsup_cnn + sup_swin + weight * unsup_swin
+        self.backward_and_step(loss)
         return float(loss.item())
 
     @torch.no_grad()
@@ -83,6 +101,46 @@ class PlainCrossTeaching:
         self.swin.eval()
         p_cnn, p_swin = torch.softmax(self.cnn(x), dim=1), torch.softmax(self.swin(x), dim=1)
         return {"cnn": p_cnn, "swin": p_swin, "mean": 0.5 * (p_cnn + p_swin)}
+
+
+class SimpleAutocastStep(PlainCrossTeaching):
+    """The plain step under ``torch.autocast`` at ``precision``, with both networks and the input in channels_last
+    (where the precision is not fp32), and loss scaling for fp16: what a short script does to use bf16 hardware."""
+
+    name = "simple"
+
+    def __init__(
+        self,
+        cnn: nn.Module,
+        swin: nn.Module,
+        lr: float = 3.6e-4,
+        weight_decay: float = 1e-5,
+        device_type: str = "cpu",
+        precision: str = "bf16",
+    ):
+        super().__init__(cnn, swin, lr, weight_decay)
+        self.device_type, self.precision = device_type, precision
+        self.channels_last = precision != "fp32"
+        if self.channels_last:
+            cnn.to(memory_format=torch.channels_last)
+            swin.to(memory_format=torch.channels_last)
+        self.scaler = torch.amp.GradScaler(device_type, enabled=precision == "fp16")
+
+    def context(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=DTYPES[self.precision])
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def backward_and_step(self, loss: torch.Tensor) -> None:
+        self.opt_cnn.zero_grad()
+        self.opt_swin.zero_grad()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt_cnn)
+        self.scaler.step(self.opt_swin)
+        self.scaler.update()
 
 
 @torch.no_grad()
@@ -102,7 +160,7 @@ def plain_predict_slide(
         region = np.zeros((tile.h, tile.w, 3), slide.dtype)
         part = slide[tile.y : tile.y + tile.h, tile.x : tile.x + tile.w]
         region[: part.shape[0], : part.shape[1]] = part
-        x = torch.from_numpy(to_network_input(region, spec.input_size, red_norm)[None]).to(device)
+        x = normalise_batch(network_tile(region, spec.input_size)[None], red_norm, device)
         probs = [torch.softmax(net(x), dim=1) for net in nets]
         mean = sum(probs) / len(probs)
         mean = F.interpolate(mean, size=(tile.h, tile.w), mode="bilinear", align_corners=False)

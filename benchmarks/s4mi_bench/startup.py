@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -12,7 +13,6 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from .display import x_display
-from .timing import median
 
 PLUGIN = "napari-s4mi"
 STARTUP_SCRIPT = """
@@ -62,7 +62,7 @@ def startup_time(reps: int = 3, timeout: float = 300) -> dict:
                 seconds, info = _start_once(env, configs[key], timeout)
                 times[key].append(seconds)
                 torch_loaded = torch_loaded or (key == "with" and info.get("torch_imported", False))
-    with_s, without_s = median(times["with"]), median(times["without"])
+    with_s, without_s = statistics.median(times["with"]), statistics.median(times["without"])
     return {
         "with_s": with_s,
         "without_s": without_s,

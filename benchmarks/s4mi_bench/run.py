@@ -15,7 +15,7 @@ PARTS = ("train", "iou", "slide", "memory", "startup", "gui")
 _PARTIAL: dict = {"results": None, "out": None}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -52,7 +52,7 @@ def _guarded(name: str, fn: Callable[[], object]) -> object:
     if _PARTIAL["out"] is not None:
         _PARTIAL["results"]["environment"]["load_end"] = _load()
         _write(_PARTIAL["results"], _PARTIAL["out"])
-    print(f"s4mi bench: {name} ...", file=sys.stderr, flush=True)
+    print(f"s4mi bench: {name} ... (load {_load()})", file=sys.stderr, flush=True)
     start = time.perf_counter()
     try:
         result = fn()
@@ -63,12 +63,14 @@ def _guarded(name: str, fn: Callable[[], object]) -> object:
     return result
 
 
-def _train_reps(preset_name: str, quick: bool, gpu: bool) -> int:
-    """Timed steps per implementation: a `paper` step takes ~20-30 s on this CPU, milliseconds on a GPU; single
-    `cpu-small` steps vary by ±20% on a shared VM, so it gets six."""
+def train_plan(preset_name: str, quick: bool, gpu: bool) -> dict[str, int]:
+    """Rounds of fresh processes per implementation and timed steps per process (after one warm-up step): a
+    `paper` step takes seconds on a CPU, milliseconds on a GPU; single steps on a shared VM vary by ±20%."""
     if gpu:
-        return 3 if quick else 20
-    return 1 if quick or preset_name == "paper" else 6
+        return {"reps": 2, "steps": 3} if quick else {"reps": 3, "steps": 20}
+    if quick:
+        return {"reps": 2, "steps": 1}
+    return {"reps": 3, "steps": 2} if preset_name == "paper" else {"reps": 3, "steps": 4}
 
 
 def run_bench(
@@ -79,38 +81,59 @@ def run_bench(
     precision: str = "auto",
 ) -> dict:
     """Measure the chosen parts; `quick` shrinks every part to a smoke test of a few minutes. The engine runs at
-    `precision` as it resolves it on `device` (auto: fp32 on AVX2 CPUs, bf16 on recent GPUs); the plain baseline
-    always runs fp32. Steps are timed more often on a GPU, where they take milliseconds."""
+    `precision` as it resolves it on `device` (auto: bf16 on CPUs with native bf16 and on recent GPUs, fp32 on
+    AVX2-only CPUs); the plain baseline always runs fp32, the simple autocast step at the engine's precision.
+    Every timed implementation runs in fresh processes of its own."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from ..core.device import resolve_precision
-    from .memory import measure_in_subprocess
+    from napari_s4mi.core.device import cpu_has_fast_bf16, resolve_precision
+
+    from .proc import run_json
 
     gpu = device != "cpu"
-
     results: dict = {
         "environment": {
             "mode": "quick" if quick else "full",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "cpu": _cpu_name(),
-            "threads": torch.get_num_threads(),
+            "cpu": cpu_name(),
+            "bf16_native": cpu_has_fast_bf16(),
+            "threads": int(os.environ.get("S4MI_BENCH_THREADS") or torch.get_num_threads()),
             "torch": torch.__version__,
-            "device": device,
+            "device": device + (f" ({torch.cuda.get_device_name()})" if gpu and torch.cuda.is_available() else ""),
             "engine_precision": resolve_precision(precision, torch.device(device)),
             "load_start": _load(),
         }
     }
+    env = results["environment"]
+    print(
+        f"s4mi bench: {env['cpu']}, native bf16: {'yes' if env['bf16_native'] else 'no'}, {env['threads']} threads, "
+        f"torch {env['torch']}; engine precision {env['engine_precision']} on {env['device']}",
+        file=sys.stderr,
+        flush=True,
+    )
     _PARTIAL.update(results=results, out=out)
     if "train" in parts:
+        from .proc import wait_for_quiet
         from .training import throughput
 
+        size = "2048" if quick else "4096"
+
+        def peak() -> dict:
+            waited = wait_for_quiet(max_wait_s=0 if quick else 60)
+            return run_json("peak", ["--device", device, "--size", size, "--reps", "5"]) | {"waited_s": waited}
+
+        results["peak"] = _guarded("matmul peak", peak)
         presets = ("cpu-small",) if quick else ("cpu-small", "paper")
         results["train"] = [
             _guarded(
                 f"train {name}",
                 lambda name=name: throughput(
-                    name, reps=_train_reps(name, quick, gpu), device=device, precision=precision
+                    name,
+                    device=device,
+                    precision=precision,
+                    quiet_wait_s=0 if quick else 60,
+                    **train_plan(name, quick, gpu),
                 ),
             )
             for name in presets
@@ -128,19 +151,17 @@ def run_bench(
         from .slide import slide_prediction
 
         name = "cpu-small" if quick else "paper"
+        reps = 1 if quick else 3
         results["slide"] = _guarded(
-            "slide", lambda: slide_prediction(name, reps=5 if gpu else 1, device=device, precision=precision)
+            "slide", lambda: slide_prediction(name, reps=reps, device=device, precision=precision)
         )
         results["slide"].setdefault("preset", name)
     if "memory" in parts:
+        from .memory import peak_memory
+
         name = "cpu-small" if quick else "paper"
-        batch = "4+4 at 128" if quick else "8+8 at 224"
-        results["memory"] = {
-            "preset": name,
-            "batch": batch,
-            "engine": _guarded("memory engine", lambda: measure_in_subprocess("engine", name)),
-            "plain": _guarded("memory plain", lambda: measure_in_subprocess("plain", name)),
-        }
+        results["memory"] = _guarded("memory", lambda: peak_memory(name, device=device, precision=precision))
+        results["memory"].setdefault("preset", name)
     if "startup" in parts:
         from .startup import startup_time
 
