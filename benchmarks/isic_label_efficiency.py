@@ -14,12 +14,12 @@ import statistics
 import time
 from pathlib import Path
 
-from napari_s4mi.core.config import preset
-from napari_s4mi.core.engine import train_segmentation
+from napari_s4mi.core.engine import train
 from napari_s4mi.core.events import Done, Validation
 from napari_s4mi.core.metrics import ConfusionCounts
-from napari_s4mi.core.predictor import Predictor
+from napari_s4mi.core.predictor import open_predictor
 from napari_s4mi.core.project import Project
+from napari_s4mi.core.registry import make_config
 
 ARMS = (("cross-teaching", 0.5), ("supervised", 1.0))
 
@@ -35,7 +35,7 @@ def make_project(data: Path, out: Path) -> Project:
 
 def test_iou(project: Project, run_dir: Path) -> float:
     """Pooled foreground IoU of the run's chosen network(s) on the test split at full slide resolution."""
-    predictor = Predictor(run_dir)
+    predictor = open_predictor(run_dir)
     counts = ConfusionCounts()
     for slide_id in project.annotated_ids(split="test"):
         with project.open_slide(slide_id) as slide:
@@ -61,11 +61,11 @@ def main() -> None:
         for method, fraction in ARMS:
             run_dir = args.out / f"{method}-{int(fraction * 100)}-seed{seed}"
             if not (run_dir / "last").exists():
-                config = preset(
-                    "cpu-small", method=method, label_fraction=fraction, seed=seed, iterations=args.iterations
+                config = make_config(
+                    "segmentation", method, "cpu-small", label_fraction=fraction, seed=seed, iterations=args.iterations
                 )
                 started = time.perf_counter()
-                for event in train_segmentation(project, config, run_dir):
+                for event in train(project, config, run_dir):
                     if isinstance(event, Validation):
                         print(f"  {method} seed {seed} step {event.step}: {event.metrics}", flush=True)
                     if isinstance(event, Done):

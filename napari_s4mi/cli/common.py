@@ -14,7 +14,11 @@ from ..core.config import DEVICES, PRECISIONS
 def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """--images / --project and the required --out of a training command; returns the data group."""
     source = parser.add_argument_group("data (give --images, or --project)")
-    source.add_argument("--images", type=Path, help="folder of slides (PNG, JPEG, BMP, TIFF); left untouched")
+    source.add_argument(
+        "--images",
+        type=Path,
+        help="folder of slides (PNG, JPEG, BMP, TIFF), left untouched (default: none; or --project)",
+    )
     source.add_argument("--project", type=Path, help="project folder (default: <images>/.s4mi when writable)")
     parser.add_argument("--out", type=Path, required=True, help="(required) run folder to create, or to resume")
     parser.add_argument("--resume", action="store_true", help="continue the stopped run in --out (default: off)")

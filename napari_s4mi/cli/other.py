@@ -26,7 +26,9 @@ def add_napari_parser(commands: argparse._SubParsersAction) -> None:
         "napari", help="open napari with the S4MI widgets docked (and a project)", description="Start napari."
     )
     gui.add_argument("path", nargs="?", help="a slide folder or S4MI project to open (default: none)")
-    gui.add_argument("--sample", action="store_true", help="open the sample project (created on first use)")
+    gui.add_argument(
+        "--sample", action="store_true", help="open the sample project, created on first use (default: off)"
+    )
 
 
 def add_bench_parser(commands: argparse._SubParsersAction) -> None:

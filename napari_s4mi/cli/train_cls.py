@@ -51,7 +51,9 @@ def add_cls_parser(tasks: argparse._SubParsersAction) -> None:
     cls.add_argument("--lr", type=float, help="fine-tuning learning rate (default: 3.6e-4)")
     cls.add_argument("--val-every", type=int, help="fine-tuning steps between validations (default: 100)")
     cls.add_argument(
-        "--pretrain-from", type=Path, help="reuse a finished pretraining (a run folder or its pipeline's --out)"
+        "--pretrain-from",
+        type=Path,
+        help="reuse a finished pretraining (a run folder or its pipeline's --out) (default: pretrain anew)",
     )
     add_device_arguments(cls)
 
