@@ -12,12 +12,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .names import check_name_fits, short_prefix
+
 
 @contextlib.contextmanager
 def atomic_target(path: str | os.PathLike[str]) -> Iterator[io.BufferedWriter]:
-    """Yield a binary file in ``path``'s folder that replaces ``path`` atomically once the block succeeds."""
+    """Yield a binary file in ``path``'s folder that replaces ``path`` atomically once the block succeeds.
+
+    A name longer than the file system allows is an InputError before anything is written; the temporary
+    file's name is short whatever the target's."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_name_fits(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{short_prefix(path.name)}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         with open(tmp, "wb") as fh:  # opened by name: writers such as tifffile want a named file
