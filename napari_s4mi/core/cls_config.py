@@ -48,6 +48,7 @@ class CassConfig(ImageConfig):
     projections agree (loss 2 - 2 cos); no labels."""
 
     task: ClassVar[str] = "pretraining"
+    validates: ClassVar[bool] = False
 
     method: str = "cass"
     projection_dim: int = 512
@@ -74,6 +75,7 @@ class DinoConfig(ImageConfig):
     outputs centred and sharpened. One backbone (the ViT by default); the teacher's is kept for fine-tuning."""
 
     task: ClassVar[str] = "pretraining"
+    validates: ClassVar[bool] = False
 
     method: str = "dino"
     out_dim: int = 1024
@@ -131,6 +133,15 @@ class FinetuneConfig(ImageConfig):
     val_every: int = 100
     checkpoint_every: int = 100
     networks: dict[str, dict[str, Any]] = field(default_factory=lambda: backbones(SMALL))
+
+    def headline(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Macro F1 and macro recall of the output with the best macro F1."""
+        f1 = {k.removeprefix("macro_f1_"): v for k, v in metrics.items() if k.startswith("macro_f1_")}
+        f1 = {k: v for k, v in f1.items() if isinstance(v, int | float) and v == v}  # NaN: no validation slide
+        if not f1:
+            return {}
+        best = max(f1, key=f1.__getitem__)
+        return {"macro F1": f1[best], "macro recall": metrics.get(f"macro_recall_{best}", float("nan"))}
 
     @property
     def outputs(self) -> tuple[str, ...]:

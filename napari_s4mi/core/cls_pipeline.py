@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_text
 from .cls_config import FinetuneConfig, ImageConfig
-from .errors import InputError
+from .errors import InputError, S4MIError
 from .events import CancelToken, Done, Event, Stage
 from .project import Project
 from .registry import config_from_dict, make_config, method_names
 from .runs import CONFIG_FILE, read_run_config
 
 PRETRAIN_DIR = "pretrain"
+PIPELINE_FILE = "pipeline.json"
 SHARED = ("seed", "device", "precision", "input_size", "batch", "red_norm", "val_fraction", "cuda_graphs")
 
 
@@ -37,6 +39,35 @@ class ClsPipeline:
     @property
     def stages(self) -> int:
         return 2 if self.pretraining is not None else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "finetune": self.finetune.to_dict(),
+            "pretraining": self.pretraining.to_dict() if self.pretraining is not None else None,
+            "pretrain_from": str(self.pretrain_from) if self.pretrain_from else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClsPipeline:
+        pre = data.get("pretraining")
+        return cls(
+            config_from_dict(data["finetune"]),
+            config_from_dict(pre) if pre else None,
+            Path(data["pretrain_from"]) if data.get("pretrain_from") else None,
+        )
+
+
+def read_pipeline(out: Path) -> ClsPipeline | None:
+    """The job a pipeline folder was started with (None when ``out`` holds no pipeline)."""
+    try:
+        return ClsPipeline.from_dict(json.loads((Path(out) / PIPELINE_FILE).read_text()))
+    except (OSError, ValueError, KeyError, S4MIError):
+        return None
+
+
+def pipeline_finished(out: Path) -> bool:
+    """Whether the job in ``out`` ran its last stage to the end."""
+    return _finished(Path(out))
 
 
 def pipeline_methods() -> tuple[str, ...]:
@@ -96,6 +127,9 @@ def run_pipeline(
 
     out = Path(out)
     cancel = cancel or CancelToken()
+    if not resume or not (out / PIPELINE_FILE).exists():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / PIPELINE_FILE, json.dumps(pipeline.to_dict(), indent=2))
     init = pipeline.pretrain_from
     if pipeline.pretraining is not None:
         pre_dir = out / PRETRAIN_DIR

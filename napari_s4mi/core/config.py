@@ -28,6 +28,7 @@ class TrainConfig:
     """What every training run needs besides its data. Saved as the run's config.json (``to_dict``)."""
 
     task: ClassVar[str] = ""
+    validates: ClassVar[bool] = True  # whether runs are validated (pretraining without labels is not)
 
     method: str = ""
     preset: str = "cpu-small"
@@ -41,6 +42,7 @@ class TrainConfig:
     precision: str = "auto"
     val_every: int = 100
     checkpoint_every: int = 100
+    checkpoint_every_s: float = 60.0  # also save last/ when this long has passed since the last save (0: off)
     fused_optimizer: bool = True  # one fused multi-threaded Adam kernel per network (CPU and CUDA)
     cuda_graphs: bool = True  # CUDA, bf16/fp32: forward + backward replayed from one captured graph per step
     memory_saving: str = "auto"  # CPUs: activation checkpointing; auto = on when the step would crowd the RAM
@@ -56,6 +58,7 @@ class TrainConfig:
             (self.epochs >= 0, "epochs cannot be negative"),
             (self.lr > 0, "learning rate must be positive"),
             (self.val_every > 0 and self.checkpoint_every > 0, "val_every and checkpoint_every must be positive"),
+            (self.checkpoint_every_s >= 0, "checkpoint_every_s cannot be negative"),
             (bool(self.networks), "the method names no network"),
         ]
 
@@ -98,6 +101,10 @@ class TrainConfig:
             else:
                 raise TrainingError(f"unknown training setting '{key}' for method {self.method}")
         return self
+
+    def headline(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The validation numbers a live curve shows, by name (none for methods without validation)."""
+        return {}
 
     def set_weights(self, weights: str) -> None:
         """Use ``weights`` ('imagenet', 'none' or a .safetensors file) for every network."""

@@ -94,6 +94,7 @@ class RunSummary:
     has_best: bool
     has_last: bool
     outputs: tuple[str, ...] = ()  # what prediction can use (networks, their mean)
+    task: str = "segmentation"
 
     @property
     def finished(self) -> bool:
@@ -121,6 +122,7 @@ def summarize_run(run_dir: Path) -> RunSummary | None:
         (run_dir / "best" / "state.json").is_file(),
         True,
         _outputs(config),
+        str(config.get("task") or "segmentation"),
     )
 
 

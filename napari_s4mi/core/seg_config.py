@@ -63,6 +63,11 @@ class SegConfig(TrainConfig):
             (self.red_norm in ("auto", "on", "off"), "red_norm must be auto, on or off"),
         ]
 
+    def headline(self, metrics: dict[str, float]) -> dict[str, float]:
+        """The best output's foreground IoU."""
+        ious = [v for k, v in metrics.items() if k.startswith("iou_") and isinstance(v, int | float)]
+        return {"IoU": max(ious)} if ious else {}
+
     @property
     def unlabeled_per_step(self) -> int:
         """Unlabeled images drawn per step (none for a method without an unlabeled stream)."""

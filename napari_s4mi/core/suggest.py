@@ -15,9 +15,10 @@ def annotation_order(project: Project, seed: int = 0) -> list[str]:
 
 
 def suggest_next(project: Project, current: str | None = None, seed: int = 0) -> str | None:
-    """The first unannotated slide in the seeded order other than ``current``; None when all are annotated."""
+    """The first unannotated slide in the seeded order other than ``current``; ``current`` itself when it is the
+    last one left unannotated; None only when every slide is annotated."""
     pending = set(project.unannotated_ids())
     for slide_id in annotation_order(project, seed):
         if slide_id in pending and slide_id != current:
             return slide_id
-    return None
+    return current if current in pending else None

@@ -1,4 +1,7 @@
-"""A live training curve in the dock: loss per step and validation IoU.
+"""A live training curve in the dock: loss per step and validation metrics (IoU; macro F1 and macro recall).
+
+Before any data it says what it waits for; before the first validation, at which step that comes. The history of a
+resumed run is read back from its ``metrics.jsonl`` (``load_history``), so the curve shows the whole run.
 
 matplotlib draws the figure with its Agg renderer on a helper thread (~100–180 ms a draw on a 2-core CPU, too long
 for the GUI thread); the GUI thread only shows the finished image. One draw is in flight at a time, at most one per
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,14 +25,18 @@ REDRAW_EVERY_S = 1.0
 MAX_POINTS = 2000  # longer loss curves are drawn as the means of MAX_POINTS bins
 
 
+SERIES_COLOURS = ("tab:orange", "tab:green", "tab:red", "tab:purple")
+
+
 @dataclass(frozen=True)
 class CurveData:
-    """What one drawing shows, copied on the GUI thread."""
+    """What one drawing shows, copied on the GUI thread: the loss, validation series by name, a note."""
 
     steps: tuple[int, ...]
     losses: tuple[float, ...]
-    val_steps: tuple[int, ...]
-    val_iou: tuple[float, ...]
+    series: tuple[tuple[str, tuple[int, ...], tuple[float, ...]], ...]
+    note: str
+    title: str
     width: int
     height: int
     dpr: float
@@ -49,18 +57,32 @@ def render(data: CurveData) -> QImage:
     from matplotlib.figure import Figure
 
     dpi = 100.0 * data.dpr
-    figure = Figure(figsize=(data.width / 100.0, data.height / 100.0), dpi=dpi)
+    figure = Figure(figsize=(data.width / 100.0, data.height / 100.0), dpi=dpi, layout="constrained")
     canvas = FigureCanvasAgg(figure)
     loss_axes = figure.add_subplot(111)
-    iou_axes = loss_axes.twinx()
-    x, y = binned(data.steps, data.losses)
-    loss_axes.plot(x, y, color="tab:blue", linewidth=1)
-    loss_axes.set_xlabel("step")
-    loss_axes.set_ylabel("loss", color="tab:blue")
-    iou_axes.plot(data.val_steps, data.val_iou, "o-", color="tab:orange", markersize=3)
-    iou_axes.set_ylim(0.0, 1.0)
-    iou_axes.set_ylabel("val IoU", color="tab:orange")
-    figure.subplots_adjust(left=0.16, right=0.84, bottom=0.2, top=0.95)
+    loss_axes.tick_params(labelsize=7)
+    if data.title:
+        loss_axes.set_title(data.title, fontsize=8)
+    if not data.steps:
+        loss_axes.set_axis_off()
+        loss_axes.text(0.5, 0.5, data.note or "no training yet", ha="center", va="center", fontsize=9, wrap=True)
+    else:
+        x, y = binned(data.steps, data.losses)
+        loss_axes.plot(x, y, color="tab:blue", linewidth=1)
+        loss_axes.set_xlabel("step", fontsize=8)
+        loss_axes.set_ylabel("loss", color="tab:blue", fontsize=8)
+        metric_axes = loss_axes.twinx()
+        metric_axes.tick_params(labelsize=7)
+        metric_axes.set_ylim(0.0, 1.0)
+        for colour, (name, steps, values) in zip(SERIES_COLOURS, data.series, strict=False):
+            metric_axes.plot(steps, values, "o-", color=colour, markersize=3, label=name)
+        if any(steps for _, steps, _ in data.series):
+            metric_axes.legend(loc="lower right", fontsize=7, frameon=False)
+            metric_axes.set_ylabel("validation", fontsize=8)
+        elif data.note:
+            metric_axes.text(
+                0.98, 0.04, data.note, ha="right", va="bottom", fontsize=7, transform=metric_axes.transAxes
+            )
     canvas.draw()
     buffer = np.asarray(canvas.buffer_rgba()).copy()
     height, width = buffer.shape[:2]
@@ -70,7 +92,7 @@ def render(data: CurveData) -> QImage:
 
 
 class TrainingCurve(QWidget):
-    """Loss (left axis) and validation IoU (right axis) against the step, drawn off the GUI thread."""
+    """Loss (left axis) and validation metrics (right axis, 0-1) against the step, drawn off the GUI thread."""
 
     drawn = Signal(object, object)  # (QImage or None, the CurveData drawn), emitted from the drawing thread
 
@@ -81,8 +103,9 @@ class TrainingCurve(QWidget):
         self._image: QImage | None = None
         self.steps: list[int] = []
         self.losses: list[float] = []
-        self.val_steps: list[int] = []
-        self.val_iou: list[float] = []
+        self.series: dict[str, tuple[list[int], list[float]]] = {}
+        self.note = "press Start to train: the loss and validation scores will show here"
+        self.title = ""
         self.redraws = 0  # drawings shown
         self.shown_steps = 0  # loss points in the drawing on show
         self._drawer: ThreadPoolExecutor | None = None  # started on the first drawing, ended by close_drawer
@@ -98,21 +121,51 @@ class TrainingCurve(QWidget):
 
     # --------------------------------------------------------------------------------------------- data
 
-    def clear(self) -> None:
+    @property
+    def val_steps(self) -> list[int]:
+        """Steps of the first validation series (the IoU of a segmentation run)."""
+        return next(iter(self.series.values()), ([], []))[0]
+
+    def clear(self, title: str = "", note: str = "") -> None:
         self.steps.clear()
         self.losses.clear()
-        self.val_steps.clear()
-        self.val_iou.clear()
+        self.series.clear()
+        self.title, self.note = title, note
         self._request()
+
+    def set_note(self, note: str) -> None:
+        """The line shown while there is nothing (or no validation) to draw."""
+        if note != self.note:
+            self.note = note
+            self._request(throttled=True)
 
     def add_loss(self, step: int, loss: float) -> None:
         self.steps.append(step)
         self.losses.append(loss)
         self._request(throttled=True)
 
-    def add_validation(self, step: int, iou: float) -> None:
-        self.val_steps.append(step)
-        self.val_iou.append(iou)
+    def add_validation(self, step: int, values: dict[str, float]) -> None:
+        """One validation: ``values`` by series name (e.g. {"IoU": 0.7} or {"macro F1": .., "macro recall": ..})."""
+        for name, value in values.items():
+            steps, points = self.series.setdefault(name, ([], []))
+            steps.append(step)
+            points.append(value)
+        self._request()
+
+    def load_history(self, records: list[dict], headline: Callable[[dict], dict[str, float]]) -> None:
+        """Refill from a run's metrics.jsonl records: the loss of every step, and ``headline(record)`` (series name
+        -> value) of the records that hold a validation."""
+        self.steps.clear()
+        self.losses.clear()
+        self.series.clear()
+        for record in records:
+            if "loss" not in record or "step" not in record:
+                continue
+            self.steps.append(int(record["step"]))
+            self.losses.append(float(record["loss"]))
+            found = headline(record)
+            if found:
+                self.add_validation(int(record["step"]), found)
         self._request()
 
     def finish(self) -> None:
@@ -152,11 +205,13 @@ class TrainingCurve(QWidget):
 
     def _snapshot(self) -> CurveData:
         size = self.size()
+        series = tuple((name, tuple(steps), tuple(values)) for name, (steps, values) in self.series.items())
         return CurveData(
             tuple(self.steps),
             tuple(self.losses),
-            tuple(self.val_steps),
-            tuple(self.val_iou),
+            series,
+            self.note,
+            self.title,
             max(size.width(), 240),
             max(size.height(), 180),
             float(self.devicePixelRatioF()),

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from qtpy.QtCore import QTimer
+
 from .session import project_root, session_for
 
 PLUGIN = "napari-s4mi"
@@ -13,13 +15,19 @@ WIDGETS = ("Project", "Train", "Predict")
 SAMPLE_ENV = "S4MI_SAMPLE_PROJECT"
 
 
+# (widget, tabbed with the previous one): Predict shares a tab stack with Project; Train sits below them, so its
+# progress stays in sight while the user browses slides
+LAYOUT = (("Project", False), ("Predict", True), ("Train", False))
+
+
 def dock_widgets(viewer: Any) -> dict[str, Any]:
-    """Dock the Project, Train and Predict widgets (once) and return them by name."""
-    docked = {}
-    for name in WIDGETS:
-        _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name != "Project")
-        docked[name] = widget
-    return docked
+    """Dock the Project, Train and Predict widgets (once), Project in front, and return them by name."""
+    docked, docks = {}, {}
+    for name, tabbed in LAYOUT:
+        docks[name], docked[name] = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=tabbed)
+    docks["Project"].raise_()  # the tab in front, now and after napari's own raising of the last dock added
+    QTimer.singleShot(0, docks["Project"].raise_)
+    return {name: docked[name] for name in WIDGETS}
 
 
 def open_in_viewer(viewer: Any, path: str | Path) -> list[tuple]:

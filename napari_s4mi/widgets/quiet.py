@@ -131,6 +131,11 @@ class ActivityBar:
     def n(self) -> int:
         return self.bar.n
 
+    def reset(self, total: int, desc: str) -> None:
+        """The same bar for the next stage of a job."""
+        self.bar.reset(total=total)
+        self.bar.set_description(desc)
+
     def update(self, n: int = 1) -> None:
         self.bar.update(n)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from napari.layers import Layer
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, QObject, Signal
+from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 
 from ..core.errors import ProjectError, S4MIError
 from ..core.project import DEFAULT_PROJECT_DIRNAME, Project
@@ -207,6 +207,15 @@ class Session(QObject):
             self.slide_changed.emit(self._adopting)
         if not self._expecting:
             self._adopting = None
+            # napari selects each layer it inserts after this handler: select the mask in the next event-loop pass
+            QTimer.singleShot(0, self.select_mask)
+
+    def select_mask(self) -> None:
+        """The editable mask selected, with its brush (not a result layer added over it)."""
+        labels = self.layers.get("labels")
+        if labels is not None and labels in self.viewer.layers:
+            self.viewer.layers.selection.active = labels
+            labels.mode = "paint"
 
     def _on_layer_removed(self, event: Any) -> None:
         layer = event.value

@@ -57,15 +57,27 @@ def prediction_layer(labels: np.ndarray, slide_id: str) -> LayerData:
     return labels, kwargs, "labels"
 
 
+def overlay_colormap(name: str, max_alpha: float = 0.85):
+    """A perceptual napari colormap whose opacity rises with the value (0: transparent), for maps drawn over a
+    slide with translucent blending: low values leave the slide as it is, high ones colour it. (Additive blending
+    washed the whole slide out.)"""
+    from napari.utils.colormaps import Colormap, ensure_colormap
+
+    base = ensure_colormap(name)
+    colors = np.array(base.colors, dtype=np.float32).copy()
+    colors[:, 3] = max_alpha * np.linspace(0.0, 1.0, len(colors)) ** 1.5  # low values nearly transparent
+    return Colormap(colors=colors, controls=base.controls, name=f"{name} overlay")
+
+
 def disagreement_layer(disagreement: np.ndarray, slide_id: str, visible: bool) -> LayerData:
     meta = {ROLE_KEY: "disagreement", SLIDE_KEY: slide_id}
     kwargs = {
         "name": f"{slide_name(slide_id)} CNN–Swin disagreement",
         "metadata": meta,
-        "colormap": "magma",
+        "colormap": overlay_colormap("magma"),
         "contrast_limits": (0.0, 1.0),
-        "blending": "additive",
-        "opacity": 0.7,
+        "blending": "translucent",
+        "opacity": 0.8,
         "visible": visible,
     }
     return disagreement, kwargs, "image"

@@ -24,10 +24,10 @@ SETTINGS_ENV = "S4MI_SETTINGS_DIR"
 TASK = "segmentation"
 
 
-def settings_path() -> Path:
-    """``$S4MI_SETTINGS_DIR/train.json``, else ``~/.config/napari-s4mi/train.json``."""
+def settings_path(name: str = "train.json") -> Path:
+    """``$S4MI_SETTINGS_DIR/<name>``, else ``~/.config/napari-s4mi/<name>``."""
     base = os.environ.get(SETTINGS_ENV) or Path.home() / ".config" / "napari-s4mi"
-    return Path(base) / "train.json"
+    return Path(base) / name
 
 
 def _spin(low: int, high: int, step: int = 1) -> QSpinBox:

@@ -151,7 +151,7 @@ class Job:
         return not self.finished.is_set()
 
 
-def _start(produce: Callable[[], Iterator[Any]], cancel: CancelToken, name: str) -> Job:
+def start_job(produce: Callable[[], Iterator[Any]], cancel: CancelToken, name: str) -> Job:
     """A (not yet started) job: ``produce``'s events computed on a thread of its own, relayed by a napari worker
     (started by ``job.worker.start()``); errors go to the widget's ``errored`` handler."""
     finished = threading.Event()
@@ -172,7 +172,7 @@ def _training(project: Project, config: TrainConfig, run_dir: Path, resume: bool
 def start_training(project: Project, config: TrainConfig, run_dir: Path, resume: bool = False) -> Job:
     """A (not yet started) job yielding the engine's events for one run."""
     cancel = CancelToken()
-    return _start(partial(_training, project, config, run_dir, resume, cancel), cancel, "s4mi-training")
+    return start_job(partial(_training, project, config, run_dir, resume, cancel), cancel, "s4mi-training")
 
 
 @dataclass(frozen=True)
@@ -224,4 +224,4 @@ def start_prediction(
     """A (not yet started) job predicting slides into the project, yielding one SlideResult per slide."""
     cancel = CancelToken()
     produce = partial(_prediction, project, run_dir, slide_ids, show_id, which, device, cancel)
-    return _start(produce, cancel, "s4mi-prediction")
+    return start_job(produce, cancel, "s4mi-prediction")

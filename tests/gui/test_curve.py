@@ -37,7 +37,7 @@ def test_curve_is_drawn_on_a_helper_thread_and_shown(qtbot, monkeypatch):
     widget.show()
     for step in range(1, 3001):
         widget.add_loss(step, 0.5 + 0.4 * np.sin(step / 50))
-    widget.add_validation(3000, 0.7)
+    widget.add_validation(3000, {"IoU": 0.7})
     widget.finish()
     qtbot.waitUntil(lambda: widget.shown_steps == 3000, timeout=20_000)  # the latest data ends up drawn
     assert drawing_threads and all(t is not threading.main_thread() for t in drawing_threads)
@@ -52,3 +52,32 @@ def test_curve_is_drawn_on_a_helper_thread_and_shown(qtbot, monkeypatch):
     assert blue.sum() > 500
     widget.close_drawer()
     assert not any(t.name.startswith("s4mi-curve") and t.is_alive() for t in threading.enumerate())
+
+
+def _pixels(image) -> np.ndarray:
+    image = image.convertToFormat(image.Format.Format_RGBA8888)
+    rows = np.frombuffer(image.constBits().asstring(image.sizeInBytes()), np.uint8)
+    return rows.reshape(image.height(), image.bytesPerLine())[:, : 4 * image.width()].reshape(image.height(), -1, 4)
+
+
+def test_empty_curve_says_what_it_waits_for(qtbot):
+    """Before any step: no bare default axes, a sentence instead (rendered without a widget)."""
+    empty = curve_module.render(curve_module.CurveData((), (), (), "first validation at step 100", "", 300, 200, 1.0))
+    dark = (_pixels(empty)[..., :3].mean(axis=2) < 100).sum()
+    assert 50 < dark < 4000, "a line of text, not axes with ticks and labels"
+
+
+def test_curve_reloads_a_resumed_run_from_its_metrics(qtbot):
+    widget = TrainingCurve()
+    qtbot.addWidget(widget)
+    records = [{"step": s, "loss": 1.0 / s} for s in range(1, 21)]
+    records[9] |= {"iou_cnn": 0.4, "iou_mean": 0.5}
+    records[19] |= {"iou_cnn": 0.6, "iou_mean": 0.55}
+    from napari_s4mi.core.seg_config import CrossTeachingConfig
+
+    widget.load_history(records, CrossTeachingConfig().headline)
+    assert widget.steps == list(range(1, 21))
+    assert widget.series == {"IoU": ([10, 20], [0.5, 0.6])}
+    widget.add_loss(21, 0.04)
+    assert widget.steps[-1] == 21 and len(widget.steps) == 21
+    widget.close_drawer()

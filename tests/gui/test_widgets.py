@@ -302,3 +302,72 @@ def test_short_training_in_the_gui_predicts_a_held_back_slide(s4mi_viewer, qtbot
     assert predicted.shape == truth.shape
     iou = (predicted & truth).sum() / max((predicted | truth).sum(), 1)
     assert iou > 0.5, f"held-back IoU {iou:.3f}"
+
+
+def test_widgets_open_with_project_in_front_and_train_in_sight(s4mi_viewer, qtbot):
+    viewer, widgets = s4mi_viewer
+    qtbot.wait(100)
+    window = viewer.window._qt_window
+
+    def dock_of(widget):
+        parent = widget.parent()
+        while parent is not None and not hasattr(parent, "setFloating"):
+            parent = parent.parent()
+        return parent
+
+    project, train, predict = (dock_of(widgets[n]) for n in ("Project", "Train", "Predict"))
+    assert predict in window.tabifiedDockWidgets(project)  # Predict is a tab beside Project ...
+    assert train not in window.tabifiedDockWidgets(project)  # ... and Train stays in sight below them
+    shown = {name: not widget.visibleRegion().isEmpty() for name, widget in widgets.items()}
+    assert shown == {"Project": True, "Train": True, "Predict": False}, "Project in front, Train in sight"
+
+
+def test_suggestion_names_the_last_unannotated_slide(s4mi_viewer, tmp_path):
+    from napari_s4mi.core.sample import create_sample_project
+
+    viewer, widgets = s4mi_viewer
+    names = ("ISIC_0000126.jpg",)  # one slide left to annotate
+    project = create_sample_project(tmp_path / "one-left", hold_back=names)
+    widgets["Project"].open_folder(str(project.root))
+    session = session_for(viewer)
+    assert session.slide_id == "ISIC_0000126.jpg"  # shown because it is the one to annotate
+    text = widgets["Project"].count_label.text()
+    assert "none (all done)" not in text and "ISIC_0000126" in text
+
+
+def test_reopened_project_selects_the_editable_mask_over_result_layers(s4mi_viewer, sample_project, qtbot):
+    viewer, widgets = s4mi_viewer
+    slide_id = sample_project.unannotated_ids()[0]
+    labels = np.zeros((256, 256), np.uint8)
+    labels[50:100, 50:100] = 1
+    sample_project.save_prediction(slide_id, labels, np.full((256, 256), 0.3, np.float32))
+    widgets["Project"].open_folder(str(sample_project.root))
+    session = session_for(viewer)
+    session.show_slide(slide_id)
+    assert "prediction" in session.layers  # result layers were added after the mask ...
+    qtbot.waitUntil(lambda: viewer.layers.selection.active is session.layers["labels"], timeout=2000)  # ... it wins
+    assert session.layers["labels"].mode == "paint"
+
+
+def test_disagreement_overlay_keeps_the_slide_readable(s4mi_viewer, sample_project, qtbot):
+    """Where the networks agree the slide shows unchanged; the overlay no longer washes it out (additive)."""
+    viewer, widgets = s4mi_viewer
+    slide_id = sample_project.unannotated_ids()[0]
+    disagreement = np.full((256, 256), 0.1, np.float32)  # the networks mostly agree ...
+    disagreement[100:150, 100:150] = 1.0  # ... but not here
+    sample_project.save_prediction(slide_id, np.zeros((256, 256), np.uint8), disagreement)
+    widgets["Project"].open_folder(str(sample_project.root))
+    session = session_for(viewer)
+    session.show_slide(slide_id)
+    session.layers["labels"].visible = False
+    session.layers["prediction"].visible = False
+    without = viewer.screenshot(canvas_only=True, flash=False)
+    session.set_disagreement_visible(True)
+    layer = session.layers["disagreement"]
+    assert layer.blending != "additive"
+    qtbot.wait(50)
+    with_overlay = viewer.screenshot(canvas_only=True, flash=False)
+    h, w = min(without.shape[0], with_overlay.shape[0]), min(without.shape[1], with_overlay.shape[1])
+    difference = with_overlay[:h, :w, :3].astype(int) - without[:h, :w, :3].astype(int)
+    changed = np.abs(difference).max(axis=2) > 8
+    assert 0 < changed.mean() < 0.2, "only the disagreeing square is coloured, not the whole slide"

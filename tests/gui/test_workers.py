@@ -15,7 +15,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_s4mi.core.events import CancelToken  # noqa: E402 (after the skips)
-from napari_s4mi.widgets.workers import BACKGROUND_NICENESS, JobError, _start, background_priority  # noqa: E402
+from napari_s4mi.widgets.workers import BACKGROUND_NICENESS, JobError, background_priority, start_job  # noqa: E402
 
 LINUX = sys.platform.startswith("linux")
 
@@ -73,7 +73,7 @@ def test_job_computes_on_its_own_low_priority_thread_and_relays_events_and_error
         raise RuntimeError("boom")
 
     cancel = CancelToken()
-    job = _start(produce, cancel, "s4mi-test")
+    job = start_job(produce, cancel, "s4mi-test")
     events, errors = [], []
     job.worker.yielded.connect(events.append)
     job.worker.errored.connect(lambda exc: errors.append((exc, job.finished.is_set())))
@@ -103,7 +103,7 @@ def test_stop_waits_for_the_computation_to_end(qtbot):
         yield "checkpoint"
 
     cancel = CancelToken()
-    job = _start(produce, cancel, "s4mi-test")
+    job = start_job(produce, cancel, "s4mi-test")
     events = []
     job.worker.yielded.connect(events.append)
     job.worker.start()
