@@ -1,4 +1,7 @@
-"""Predict widget: pick a run, predict the current / unannotated / all slides, show and accept the result."""
+"""Predict widget: pick a run, predict the current / unannotated / all slides, show and accept the result.
+
+Segmentation runs give masks (and the CNN-Swin disagreement) as layers; classification runs give a table of class
+probabilities per slide and saliency maps (``cls_panel``)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QShowEvent
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -23,6 +27,8 @@ from qtpy.QtWidgets import (
 from ..core.config import DEVICES
 from ..core.errors import S4MIError
 from ..core.runs import list_runs, summarize_run
+from .cls_jobs import ClassRun, ClassScores, start_classification
+from .cls_panel import ClsPanel
 from .quiet import ActivityBar
 from .session import report, session_for
 from .workers import Job, JobError, SlideResult, start_prediction
@@ -39,6 +45,9 @@ class PredictWidget(QWidget):
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.run_box = QComboBox()
+        # long run names: the box may be narrow (the tooltip and the list show them whole)
+        self.run_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.run_box.setMinimumContentsLength(16)
         self.refresh_button = QPushButton("↻")
         self.refresh_button.setToolTip("Look for new runs")
         self.network = QComboBox()
@@ -56,6 +65,7 @@ class PredictWidget(QWidget):
         self.progress_bar = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.cls_panel = ClsPanel(self.session, self.run_box.currentData, self.device.currentText)
         self._build_layout()
         self.refresh_button.clicked.connect(self.refresh_runs)
         self.run_box.currentIndexChanged.connect(lambda _i: self._list_outputs())
@@ -91,6 +101,7 @@ class PredictWidget(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         layout.addWidget(self.accept_button)
+        layout.addWidget(self.cls_panel, stretch=1)
         layout.addStretch(1)
 
     # --------------------------------------------------------------------------------------------- runs
@@ -102,6 +113,8 @@ class PredictWidget(QWidget):
         project = self.session.project
         for run in list_runs(project.runs_dir) if project is not None else []:
             self.run_box.addItem(run.label, str(run.path))
+            self.run_box.setItemData(self.run_box.count() - 1, f"{run.label}\n{run.path}", Qt.ItemDataRole.ToolTipRole)
+        self.run_box.view().setMinimumWidth(self.run_box.view().sizeHintForColumn(0) + 24)
         if current is not None:
             index = self.run_box.findData(current)
             if index >= 0:
@@ -117,6 +130,16 @@ class PredictWidget(QWidget):
         self.network.clear()
         self.network.addItems(["auto", *(summary.outputs if summary else ())])
         self.network.setCurrentText(chosen)
+        self.run_box.setToolTip(self.run_box.currentText())
+        classifies = summary is not None and summary.task == "classification"
+        self.cls_panel.setVisible(classifies)
+        for widget in (self.disagreement, self.accept_button):
+            widget.setVisible(not classifies)
+
+    @property
+    def classifies(self) -> bool:
+        """Whether the chosen run is a classification run."""
+        return self.cls_panel.isVisibleTo(self)
 
     def _slides(self) -> list[str]:
         project = self.session.require_project()
@@ -144,14 +167,15 @@ class PredictWidget(QWidget):
             show_info("S4MI: no slides to predict for this choice")
             return
         self.last_error, self.predicted, self._started = None, [], time.perf_counter()
-        self.job = start_prediction(
-            self.session.require_project(),
-            run_dir,
-            slides,
-            self.session.slide_id,
-            self.network.currentText(),
-            self.device.currentText(),
-        )
+        project = self.session.require_project()
+        if self.classifies:
+            self.job = start_classification(
+                project, Path(run_dir), slides, self.network.currentText(), self.device.currentText()
+            )
+        else:
+            self.job = start_prediction(
+                project, run_dir, slides, self.session.slide_id, self.network.currentText(), self.device.currentText()
+            )
         worker = self.job.worker
         worker.yielded.connect(self._on_result)
         worker.errored.connect(self._on_error)
@@ -171,16 +195,22 @@ class PredictWidget(QWidget):
     def shutdown(self) -> None:
         if self.job is not None and self.job.running:
             self.job.stop(wait_s=STOP_WAIT_S)
+        self.cls_panel.shutdown(STOP_WAIT_S)
 
     # --------------------------------------------------------------------------------------------- worker
 
-    def _on_result(self, result: SlideResult) -> None:
+    def _on_result(self, result: SlideResult | ClassScores | ClassRun) -> None:
+        if isinstance(result, ClassRun):
+            self.cls_panel.begin(result)
+            return
         self.predicted.append(result.slide_id)
         self.progress_bar.setValue(result.done)
         if self._pbar is not None:
             self._pbar.update(1)
         self.status.setText(f"predicted {result.done}/{result.total}: {result.slide_id}")
-        if result.labels is not None:
+        if isinstance(result, ClassScores):
+            self.cls_panel.add(result)
+        elif result.labels is not None:
             self.session.show_prediction(result.slide_id, result.labels, result.disagreement)
         else:
             self.session.statuses_changed.emit()

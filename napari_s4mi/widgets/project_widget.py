@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .labels_panel import LabelsPanel
 from .session import report, session_for
 
 SHORTCUTS = {"next": "PageDown", "previous": "PageUp", "annotated": "Shift-A"}
@@ -34,12 +35,16 @@ class ProjectWidget(QWidget):
         self.path_label = QLabel("no project open")
         self.path_label.setWordWrap(True)
         self.count_label = QLabel("")
+        self.unreadable_label = QLabel("")  # "N unreadable files": in the folder, but not slides (tooltip: why)
+        self.unreadable_label.setStyleSheet("color: gray")
+        self.unreadable_label.setVisible(False)
         self.slide_list = QListWidget()
         self.previous_button = QPushButton(f"◀ Previous ({SHORTCUTS['previous']})")
         self.next_button = QPushButton(f"Next ▶ ({SHORTCUTS['next']})")
         self.annotated_button = QPushButton(f"Mark annotated ({SHORTCUTS['annotated']})")
         self.annotated_button.setCheckable(True)
         self.suggest_button = QPushButton("Go to suggested slide")
+        self.labels_panel = LabelsPanel(self.session)  # class labels: buttons, keys 1-9, CSV import
         self._build_layout()
         self.open_button.clicked.connect(self._choose_folder)
         self.slide_list.currentItemChanged.connect(self._on_item_changed)
@@ -58,6 +63,7 @@ class ProjectWidget(QWidget):
         layout.addWidget(self.open_button)
         layout.addWidget(self.path_label)
         layout.addWidget(self.count_label)
+        layout.addWidget(self.unreadable_label)
         layout.addWidget(self.slide_list, stretch=1)
         navigation = QHBoxLayout()
         navigation.addWidget(self.previous_button)
@@ -65,6 +71,7 @@ class ProjectWidget(QWidget):
         layout.addLayout(navigation)
         layout.addWidget(self.annotated_button)
         layout.addWidget(self.suggest_button)
+        layout.addWidget(self.labels_panel)
 
     def _bind_keys(self) -> None:
         actions = {
@@ -128,14 +135,25 @@ class ProjectWidget(QWidget):
                 item = QListWidgetItem(self._status_text(record.id, record.annotated))
                 item.setData(Qt.ItemDataRole.UserRole, record.id)
                 self.slide_list.addItem(item)
+        self._show_unreadable({} if project is None else project.unreadable)
         self.slide_list.blockSignals(False)
         self._select_current()
+
+    def _show_unreadable(self, unreadable: dict[str, str]) -> None:
+        """The line "N unreadable files (not slides)", with each file and its reason in the tooltip."""
+        count = len(unreadable)
+        self.unreadable_label.setVisible(count > 0)
+        self.unreadable_label.setText(f"{count} unreadable file{'' if count == 1 else 's'} (not slides)")
+        self.unreadable_label.setToolTip("\n".join(f"{name}: {reason}" for name, reason in unreadable.items()))
 
     def _status_text(self, slide_id: str, annotated: bool) -> str:
         project = self.session.project
         marks = ["✓ annotated" if annotated else "· not annotated"]
         if project is not None and project.has_prediction(slide_id):
             marks.append("● predicted")
+        labels = project.labels_of(slide_id) if project is not None else None
+        if labels is not None:
+            marks.append(f"class: {', '.join(labels) or 'none'}")
         return f"{slide_id}   {'  '.join(marks)}"
 
     def _select_current(self, *_: object) -> None:

@@ -24,7 +24,7 @@ from . import slide_layers as sl
 from .autosave import MaskAutosaver
 
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-ROLES = ("image", "labels", "prediction", "disagreement")
+ROLES = ("image", "labels", "prediction", "disagreement", "saliency")
 
 
 def project_root(path: str | Path) -> Path | None:
@@ -171,6 +171,16 @@ class Session(QObject):
         if "labels" in self.layers:
             self.viewer.layers.selection.active = self.layers["labels"]
         self.statuses_changed.emit()
+
+    def show_overlay(self, role: str, slide_id: str, data: sl.LayerData) -> Any:
+        """Show a result layer of the slide on show (e.g. its saliency), replacing the previous one of that role;
+        the mask stays selected. Returns the layer (None when another slide is on show now)."""
+        if slide_id != self.slide_id:
+            return None
+        self._remove_role(role)
+        self._adopting, self._expecting = slide_id, {role}
+        self.viewer.add_layer(Layer.create(*data))
+        return self.layers.get(role)
 
     def set_disagreement_visible(self, visible: bool) -> None:
         self.show_disagreement = visible

@@ -81,3 +81,18 @@ def disagreement_layer(disagreement: np.ndarray, slide_id: str, visible: bool) -
         "visible": visible,
     }
     return disagreement, kwargs, "image"
+
+
+def saliency_layer(result, opacity_percent: int) -> LayerData:
+    """A saliency map (``cls_jobs.SaliencyMap``) over its slide: a perceptual colormap whose opacity rises with
+    the value, translucent, so the slide stays readable."""
+    meta = {ROLE_KEY: "saliency", SLIDE_KEY: result.slide_id}
+    kwargs = {
+        "name": f"{slide_name(result.slide_id)} saliency {result.class_name} ({result.network}, {result.kind})",
+        "metadata": meta,
+        "colormap": overlay_colormap("inferno", max_alpha=0.9),
+        "contrast_limits": (0.0, 1.0),
+        "blending": "translucent",
+        "opacity": opacity_percent / 100.0,
+    }
+    return result.data, kwargs, "image"

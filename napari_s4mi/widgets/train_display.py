@@ -92,6 +92,7 @@ class TrainingDisplay(QWidget):
             (show_warning if event.level == "warning" else show_info)(f"S4MI: {event.text}")
         elif isinstance(event, Done):
             self._show_progress(final=True)
+            self._latest = None  # the Done line stays (end() has no step left to show)
             verb = "stopped" if event.cancelled else "finished"
             best = event.best
             extra = f" · best {best.metric} {best.score:.3f} ({best.network})" if best is not None else ""
@@ -130,6 +131,8 @@ class TrainingDisplay(QWidget):
         """Show the latest step; napari's activity dock at most once a second (its bar repaints the window)."""
         event = self._latest
         if event is None or event.step == self._shown_step and not final:
+            if final:
+                self._show_activity()
             return
         self._shown_step = event.step
         set_progress(self.progress_bar, event.step)
