@@ -174,9 +174,10 @@ def test_bad_input_gives_one_line_error(slides, monkeypatch, capsys, setup, expe
     elif setup == "no-masks":
         shutil.rmtree(masks)
         masks.mkdir()
-    elif setup == "bad-image":
-        (images / "broken.png").write_text("this is not a picture")
-        Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "broken.png")
+    elif setup == "bad-image":  # its header reads, its pixels do not (a text file is left out of the project)
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(images / "broken.png")
+        (images / "broken.png").write_bytes((images / "broken.png").read_bytes()[:200])
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(masks / "broken.png")
     elif setup == "mismatched-mask":
         Image.fromarray(np.zeros((100, 80), np.uint8)).save(masks / "ISIC_0000112_segmentation.png")
     code = main(["train", "seg", "--images", str(images), "--masks", str(masks), "--out", str(slides / "run"), *TINY])

@@ -301,7 +301,7 @@ def test_failed_save_keeps_manifest_and_memory(tmp_path: Path, monkeypatch: pyte
         "c.png": np.full((12, 16), 7, np.uint8),
     }
     with pytest.raises(OSError):
-        project.import_masks(_masks_folder(tmp_path / "m", imported), overwrite=True)
+        project.import_masks(_masks_folder(tmp_path / "m", imported), overwrite=True, mask_values={255: 1, 7: 2})
     assert project.classes == ["background", "foreground"] and project.annotated_ids() == []
     assert project.manifest_path.read_bytes() == before
     assert _tree_hash(project.masks_dir) == masks_before  # a.png's mask restored, b's and c's removed
@@ -326,7 +326,7 @@ def test_import_isic_style_names_binary_255(tmp_path: Path) -> None:
         tmp_path / "masks",
         {"ISIC_0000000_segmentation.png": _binary_mask(), "ISIC_0000002_segmentation.png": _binary_mask()},
     )
-    assert project.import_masks(masks) == 2
+    assert project.import_masks(masks).imported == 2
     assert project.annotated_ids() == ["ISIC_0000000.jpg", "ISIC_0000002.jpg"]
     assert project.classes == ["background", "foreground"]
     mask = project.read_mask("ISIC_0000000.jpg")
@@ -340,19 +340,25 @@ def test_import_same_stem_and_mask_suffix(tmp_path: Path) -> None:
     project = Project.create(_slide_folder(tmp_path / "slides"), tmp_path / "project")
     masks = _masks_folder(tmp_path / "labels", {"a.png": _binary_mask(value=1), "b_mask.tif": _binary_mask(value=1)})
     (tmp_path / "labels" / "notes.txt").write_text("ignored")
-    assert project.import_masks(masks, mark_annotated=False) == 2
+    assert project.import_masks(masks, mark_annotated=False).imported == 2
     assert project.annotated_ids() == []
     assert project.has_mask("a.png") and project.has_mask("b.jpg") and not project.has_mask("c.tif")
 
 
-def test_import_class_ids_extend_classes(tmp_path: Path) -> None:
+def test_import_class_ids_extend_classes_only_when_mapped(tmp_path: Path) -> None:
+    """Values that are not class ids are an error (they used to add classes silently); --mask-values adds them."""
     project = Project.create(_slide_folder(tmp_path / "slides"), tmp_path / "project")
     multi = np.zeros((12, 16), np.uint8)
     multi[:4], multi[4:8] = 1, 3
     masks = _masks_folder(tmp_path / "masks", {"a.png": multi, "b.png": _binary_mask(value=1)})
-    assert project.import_masks(masks) == 2
-    assert project.classes == ["background", "foreground", "class_2", "class_3"]
-    np.testing.assert_array_equal(project.read_mask("a.png"), multi)  # values kept as class ids
+    with pytest.raises(InputError, match=r"a\.png: mask values 0, 1, 3: 3 not class ids"):
+        project.import_masks(masks)
+    with pytest.raises(InputError, match="skip 2"):
+        project.import_masks(masks, mask_values={3: 3})
+    assert project.classes == ["background", "foreground"] and not project.has_mask("a.png")
+    assert project.import_masks(masks, mask_values="3:2").imported == 2
+    assert project.classes == ["background", "foreground", "class_2"]
+    np.testing.assert_array_equal(project.read_mask("a.png"), np.where(multi == 3, 2, multi))
 
 
 def test_import_shape_mismatch_leaves_project_intact(tmp_path: Path) -> None:
@@ -377,9 +383,10 @@ def test_import_keeps_existing_masks_unless_overwrite(tmp_path: Path) -> None:
     painted[0, 0] = 1
     project.save_mask("a.png", painted)
     masks = _masks_folder(tmp_path / "masks", {"a.png": _binary_mask(), "b.png": _binary_mask()})
-    assert project.import_masks(masks) == 1
+    assert project.import_masks(masks).imported == 1
     np.testing.assert_array_equal(project.read_mask("a.png"), painted)
-    assert project.import_masks(masks, overwrite=True) == 2
+    summary = project.import_masks(masks, overwrite=True)  # only the mask that differs is written again
+    assert (summary.added, summary.changed, summary.unchanged) == ((), ("a.png",), ("b.jpg",))
     np.testing.assert_array_equal(project.read_mask("a.png"), _binary_mask(value=1))
 
 
@@ -392,7 +399,7 @@ def test_import_errors(tmp_path: Path) -> None:
     (bad / "a_mask.png").write_text("text, not a mask")
     with pytest.raises(InputError, match="a_mask.png"):
         project.import_masks(bad)
-    assert project.import_masks(tmp_path / "slides") == 0  # a slide is never its own mask
+    assert project.import_masks(tmp_path / "slides").imported == 0  # a slide is never its own mask
 
 
 @pytest.mark.skipif(not ISIC.is_dir(), reason="shared ISIC 2017 data not present")
@@ -403,7 +410,7 @@ def test_import_real_isic_masks(tmp_path: Path) -> None:
     for name in names:
         os.symlink(ISIC / "images" / name, slides / name)
     project = Project.create(slides, project_dir=tmp_path / "project")
-    assert project.import_masks(ISIC / "masks") == 5
+    assert project.import_masks(ISIC / "masks").imported == 5
     assert project.annotated_ids() == names
     for name in names:
         mask = project.read_mask(name)

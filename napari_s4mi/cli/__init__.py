@@ -22,6 +22,7 @@ from .other import (
     cmd_weights,
 )
 from .predict import add_predict_parser, cmd_predict
+from .project_cmd import add_project_parser, cmd_project
 from .train_cls import add_cls_parser, cmd_train_cls
 from .train_seg import add_seg_parser, cmd_train_seg
 
@@ -39,10 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(commands)
     add_weights_parser(commands)
     add_napari_parser(commands)
+    add_project_parser(commands)
     return parser
 
 
 HANDLERS = {"predict": cmd_predict, "demo": cmd_demo, "bench": cmd_bench, "napari": cmd_napari, "weights": cmd_weights}
+HANDLERS["project"] = cmd_project
 TRAINERS = {"seg": cmd_train_seg, "cls": cmd_train_cls}
 
 

@@ -49,8 +49,16 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_or_create_project(images: Path | None, project_dir: Path | None, masks: Path | None, out: Path):
-    """The project to train on: opened from --project, or created from --images (masks imported)."""
+def open_or_create_project(
+    images: Path | None,
+    project_dir: Path | None,
+    masks: Path | None,
+    out: Path,
+    mask_values: str | None = None,
+    replace: bool = False,
+):
+    """The project to train on: opened from --project, or created from --images (masks imported; ``mask_values``
+    and ``replace`` as in ``Project.import_masks``). The import and unreadable files are reported on stderr."""
     from ..core.errors import ProjectError
     from ..core.project import Project
 
@@ -69,10 +77,17 @@ def open_or_create_project(images: Path | None, project_dir: Path | None, masks:
                 print(f"s4mi: {images} is read-only; the project lives in {project_dir}", file=sys.stderr)
         if project_dir is not None:
             project = Project.create(images, project_dir=project_dir)
+    report_unreadable(project)
     if masks is not None:
-        count = project.import_masks(masks)
-        print(f"s4mi: imported {count} masks from {masks}", file=sys.stderr)
+        summary = project.import_masks(masks, replace=replace, mask_values=mask_values)
+        print(f"s4mi: {summary}", file=sys.stderr)  # empty masks: counted here, warned about once by training
     return project
+
+
+def report_unreadable(project) -> None:
+    """One stderr line per file of the slide folder that is not a readable slide (left out of the project)."""
+    for name, reason in project.unreadable.items():
+        print(f"s4mi: warning: {project.slides_dir / name}: left out, not a readable slide: {reason}", file=sys.stderr)
 
 
 def run_with_ctrl_c(start: Callable, out: Path) -> int:

@@ -27,6 +27,18 @@ def add_seg_parser(tasks: argparse._SubParsersAction) -> None:
     )
     source = add_data_arguments(seg)
     source.add_argument("--masks", type=Path, help="folder of masks to import, matched by name (default: none)")
+    source.add_argument(
+        "--mask-values",
+        metavar="VALUE:CLASS,...",
+        help="map mask values to class ids on import, e.g. 255:1 or 255:1,3:0; a new class id adds a class "
+        "(default: 0/v masks get v -> 1, other values must be class ids)",
+    )
+    source.add_argument(
+        "--replace",
+        action="store_true",
+        help="update the project's masks that differ from --masks (reports added/changed/unchanged; the old "
+        "masks are restored if the import fails) (default: existing masks are kept)",
+    )
     methods = method_names(SEG)
     summaries = "; ".join(f"{name}: {method_entry(SEG, name).summary}" for name in methods)
     seg.add_argument("--method", choices=methods, default=methods[0], help=f"{summaries} (default: {methods[0]})")
@@ -71,9 +83,12 @@ def add_seg_parser(tasks: argparse._SubParsersAction) -> None:
 
 def cmd_train_seg(args: argparse.Namespace) -> int:
     from ..core.engine import load_run_config, train
+    from ..core.errors import InputError
     from ..core.registry import make_config
 
-    project = open_or_create_project(args.images, args.project, args.masks, args.out)
+    if args.masks is None and (args.mask_values or args.replace):
+        raise InputError("--mask-values and --replace apply to an import: give --masks DIR with them")
+    project = open_or_create_project(args.images, args.project, args.masks, args.out, args.mask_values, args.replace)
     if args.resume:
         config = load_run_config(args.out)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 
@@ -34,6 +35,16 @@ def check_name_fits(path: Path, fix: str = "use a shorter name") -> None:
             f"{path.parent}/{path.name[:40]}…: file name too long ({size} bytes; this file system allows "
             f"{limit}); {fix}"
         )
+
+
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, False (not an OSError) for a name longer than the file system allows."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return False
+        raise
 
 
 def short_prefix(name: str, keep: int = 64) -> str:

@@ -9,10 +9,13 @@ A slide counts as annotated only when the user marks it so: saving a half-painte
 Class labels are separate: a slide has an explicit ``labeled`` state and its ``labels`` (see ``labels``).
 
 Modules: ``manifest`` (folder names, SlideRecord, the JSON format), ``base`` (creating/opening a project, its
-records, atomic manifest saves), ``masks`` (saved masks and predictions), ``mask_import`` (a folder of masks,
-all or nothing), ``splits`` (group-aware train/val/test splits, the groups CSV), ``labels`` (class labels of
-the slides for image classification, single- or multi-label), ``label_import`` (class labels from a CSV, all or
-nothing). :class:`Project` joins them.
+records, atomic manifest saves), ``probe`` (files that cannot be opened: listed as unreadable, not as slides),
+``masks`` (saved masks and predictions), ``mask_values`` (mask values against the classes, ``--mask-values``,
+lossy masks), ``mask_import`` (a folder of masks, all or nothing, re-import with ``replace``), ``mask_checks``
+(the masks of a run, before training), ``salvage`` and ``rebuild`` (a manifest rebuilt from the slides and
+masks), ``splits`` (group-aware train/val/test splits, the groups CSV), ``labels`` (class labels of the slides
+for image classification, single- or multi-label), ``label_import`` (class labels from a CSV, all or nothing).
+:class:`Project` joins them.
 """
 
 from .base import ProjectBase
@@ -31,8 +34,10 @@ from .manifest import (
     LabelSchema,
     SlideRecord,
 )
-from .mask_import import MASK_SUFFIXES, MaskImport
+from .mask_import import MASK_SUFFIXES, MaskImport, MaskImportSummary
+from .mask_values import parse_mask_values
 from .masks import MaskStore
+from .rebuild import RebuildSummary, rebuild_project
 from .splits import SplitAssignment, load_groups_csv
 
 
@@ -56,10 +61,14 @@ __all__ = [
     "LabelSchema",
     "LabelStore",
     "MaskImport",
+    "MaskImportSummary",
     "MaskStore",
     "Project",
     "ProjectBase",
+    "RebuildSummary",
     "SlideRecord",
     "SplitAssignment",
     "load_groups_csv",
+    "parse_mask_values",
+    "rebuild_project",
 ]

@@ -35,6 +35,7 @@ from .manifest import (
     stored_slides_dir,
     validated_classes,
 )
+from .probe import unreadable_from_json, unreadable_reason, unreadable_to_json
 
 _P = TypeVar("_P", bound="ProjectBase")
 
@@ -54,6 +55,7 @@ class ProjectBase:
         vanished: dict[str, SlideRecord] | None = None,
         extra: dict[str, Any] | None = None,
         label_schema: LabelSchema | None = None,
+        unreadable: dict[str, str] | None = None,
     ):
         self.root = Path(root)
         self.slides_dir = Path(slides_dir)
@@ -65,6 +67,7 @@ class ProjectBase:
         self._vanished = dict(vanished or {})
         self._extra = dict(extra or {})  # manifest keys written by newer code, kept as they are
         self.label_schema = label_schema or LabelSchema()
+        self._unreadable = dict(unreadable or {})  # files in the slide folder that cannot be opened -> why
 
     def __repr__(self) -> str:
         return f"Project({str(self.root)!r}, slides={len(self.slides)}, classes={self.classes})"
@@ -159,10 +162,14 @@ class ProjectBase:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProjectError(
-                f"{manifest}: corrupt project manifest ({type(exc).__name__}: {exc}); restore it or create it again"
+                f"{manifest}: corrupt project manifest ({type(exc).__name__}: {exc}); restore it, or rebuild it "
+                f"from the slides and masks: s4mi project rebuild --project {root}"
             ) from exc
         extra = {k: v for k, v in data.items() if k not in KNOWN_KEYS}
-        return cls(root, slides_dir, classes, records, channel_axis, multi_label, vanished, extra, label_schema)
+        unreadable = unreadable_from_json(data.get("unreadable_files"))
+        return cls(
+            root, slides_dir, classes, records, channel_axis, multi_label, vanished, extra, label_schema, unreadable
+        )
 
     # ----------------------------------------------------------------------------------------- saving
 
@@ -184,6 +191,8 @@ class ProjectBase:
             data["label_classes"] = list(self.label_schema.classes)
             data["label_mode"] = self.label_schema.mode
             data["none_class"] = self.label_schema.none_class
+        if self._unreadable:
+            data["unreadable_files"] = unreadable_to_json(self._unreadable)
         data.update({k: v for k, v in self._extra.items() if k not in data})
         return data
 
@@ -195,14 +204,14 @@ class ProjectBase:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """Apply in-memory changes and save them; on any error restore the previous in-memory state."""
-        state = copy.deepcopy(
-            (self.classes, self.slides, self._vanished, self.channel_axis, self.multi_label, self.label_schema)
-        )
+        names = ("classes", "slides", "_vanished", "channel_axis", "multi_label", "label_schema", "_unreadable")
+        state = copy.deepcopy([getattr(self, name) for name in names])
         try:
             yield
             self.save()
         except BaseException:
-            self.classes, self.slides, self._vanished, self.channel_axis, self.multi_label, self.label_schema = state
+            for name, value in zip(names, state, strict=True):
+                setattr(self, name, value)
             raise
 
     # ----------------------------------------------------------------------------------------- slides
@@ -211,15 +220,26 @@ class ProjectBase:
         """Add slides that appeared in the folder, drop those that vanished (their masks stay on disk).
 
         A vanished slide's record (annotated flag, split, group) is remembered and restored if it comes back.
+        New files (and those recorded as unreadable) are probed by reading their header: one that cannot be
+        opened is listed in ``unreadable`` with the reason, not as a slide. The manifest is saved only on change.
         """
         if not self.slides_dir.is_dir():
             raise ProjectError(
                 f"{self.slides_dir}: slide folder not found (project {self.root}); "
                 f"move it back or edit slides_dir in {self.manifest_path}"
             )
-        present = [p.relative_to(self.slides_dir).as_posix() for p in list_slides(self.slides_dir)]
+        files = [p.relative_to(self.slides_dir).as_posix() for p in list_slides(self.slides_dir)]
         current = {r.id: r for r in self.slides}
-        if list(current) == present:
+        if list(current) == files and not self._unreadable:
+            return
+        unreadable: dict[str, str] = {}
+        for slide_id in files:
+            if slide_id not in current:
+                reason = unreadable_reason(self.slides_dir / slide_id, self.channel_axis)
+                if reason is not None:
+                    unreadable[slide_id] = reason
+        present = [i for i in files if i not in unreadable]
+        if list(current) == present and unreadable == self._unreadable:
             return
         with self._transaction() if save else contextlib.nullcontext():
             for gone in set(current) - set(present):
@@ -227,11 +247,17 @@ class ProjectBase:
             self.slides = [current.get(i) or self._vanished.get(i) or SlideRecord(i) for i in present]
             for slide_id in present:
                 self._vanished.pop(slide_id, None)
+            self._unreadable = unreadable
 
     @property
     def ids(self) -> list[str]:
-        """Ids of all slides, in folder order."""
+        """Ids of all slides, in folder order (files that cannot be opened are not slides: see ``unreadable``)."""
         return [r.id for r in self.slides]
+
+    @property
+    def unreadable(self) -> dict[str, str]:
+        """Files in the slide folder that cannot be opened as slides (path relative to it -> the reason)."""
+        return dict(self._unreadable)
 
     def record(self, slide_id: str) -> SlideRecord:
         """The record of a slide; ProjectError for an unknown id."""

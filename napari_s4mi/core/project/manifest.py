@@ -27,7 +27,7 @@ SPLITS = ("train", "val", "test")
 LABEL_MODES = ("single", "multi")
 KNOWN_KEYS = frozenset(
     {"format", "version", "slides_dir", "slides_dir_absolute", "classes", "multi_label", "channel_axis"}
-    | {"slides", "vanished_slides", "label_classes", "label_mode", "none_class"}
+    | {"slides", "vanished_slides", "label_classes", "label_mode", "none_class", "unreadable_files"}
 )
 
 
@@ -112,7 +112,8 @@ def load_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProjectError(
-            f"{path}: corrupt project manifest ({type(exc).__name__}: {exc}); restore it or create the project again"
+            f"{path}: corrupt project manifest ({type(exc).__name__}: {exc}); restore it, or rebuild it from the "
+            f"slides and masks: s4mi project rebuild --project {path.parent}"
         ) from exc
 
 
@@ -120,7 +121,8 @@ def check_format(data: Any, manifest: Path) -> None:
     """ProjectError unless ``data`` is an s4mi-project manifest of a version this code reads."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ProjectError(
-            f"{manifest}: corrupt project manifest (not an {FORMAT} file); restore it or create the project again"
+            f"{manifest}: corrupt project manifest (not an {FORMAT} file); restore it, or rebuild it from the "
+            f"slides and masks: s4mi project rebuild --project {manifest.parent}"
         )
     version = data.get("version")
     if not isinstance(version, int) or version > VERSION:

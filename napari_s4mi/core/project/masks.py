@@ -9,6 +9,7 @@ import numpy as np
 from ..atomic import atomic_target
 from ..errors import InputError, ProjectError
 from ..io import as_label_image, read_mask, write_mask
+from ..names import check_name_fits, is_file
 from .base import ProjectBase
 from .manifest import PREDICTIONS_DIRNAME
 
@@ -21,20 +22,21 @@ class MaskStore(ProjectBase):
         return self.masks_dir / (slide_id.replace("/", "__") + ".tif")
 
     def has_mask(self, slide_id: str) -> bool:
-        return self.mask_path(slide_id).is_file()
+        return is_file(self.mask_path(slide_id))
 
     def read_mask(self, slide_id: str) -> np.ndarray:
         """The slide's saved label mask; ProjectError when none was saved."""
         path = self.mask_path(slide_id)
-        if not path.is_file():
+        if not is_file(path):
             raise ProjectError(f"{slide_id}: no mask saved yet ({path}); paint and save one, or import masks")
         return read_mask(path)
 
     def save_mask(self, slide_id: str, mask: np.ndarray) -> Path:
         """Save a slide's label mask atomically; the annotated flag is left as it is."""
         mask = self._validated_mask(slide_id, mask, "mask")
-        self.masks_dir.mkdir(parents=True, exist_ok=True)
         path = self.mask_path(slide_id)
+        check_name_fits(path, mask_name_fix(slide_id))
+        self.masks_dir.mkdir(parents=True, exist_ok=True)
         write_mask(path, mask)
         return path
 
@@ -77,7 +79,7 @@ class MaskStore(ProjectBase):
         return self.predictions_dir / (slide_id.replace("/", "__") + ".disagreement.tif")
 
     def has_prediction(self, slide_id: str) -> bool:
-        return self.prediction_path(slide_id).is_file()
+        return is_file(self.prediction_path(slide_id))
 
     def save_prediction(self, slide_id: str, labels: np.ndarray, disagreement: np.ndarray | None = None) -> Path:
         """Save a slide's predicted labels (and the networks' disagreement) atomically; masks stay untouched."""
@@ -100,11 +102,16 @@ class MaskStore(ProjectBase):
         import tifffile
 
         path = self.prediction_path(slide_id)
-        if not path.is_file():
+        if not is_file(path):
             raise ProjectError(f"{slide_id}: not predicted yet; run a prediction first")
         target = self.disagreement_path(slide_id)
-        disagreement = tifffile.imread(target).astype(np.float32) if target.is_file() else None
+        disagreement = tifffile.imread(target).astype(np.float32) if is_file(target) else None
         return read_mask(path), disagreement
+
+
+def mask_name_fix(slide_id: str) -> str:
+    """The fix for a slide whose mask file name (the slide's name + ``.tif``) is too long."""
+    return f"rename the slide {slide_id[:40]}… to a shorter name (its mask file is named after it)"
 
 
 def shape_mismatch(

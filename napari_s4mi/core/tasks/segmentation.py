@@ -11,6 +11,7 @@ from ..data import TileSet, TwoStreamSampler, is_colour, load_tiles, plan_data
 from ..inputs import normalise_batch
 from ..preprocess import TilingSpec
 from ..project import Project
+from ..project.mask_checks import check_training_masks, require_foreground
 from ..seg_config import SegConfig
 from .base import HostBatch, TrainingData
 
@@ -30,8 +31,9 @@ class SegmentationData(TrainingData):
     def __init__(self, project: Project, config: SegConfig):
         self.config = config
         self.classes = list(project.classes)
+        require_foreground(project)
         self.plan = plan_data(project, config.label_fraction, config.seed)
-        self.messages = list(self.plan.messages)
+        self.messages = list(self.plan.messages) + check_training_masks(project, self.plan.labeled, self.plan.val)
         spec = tiling_spec(config)
         self.labeled = load_tiles(project, self.plan.labeled, spec, with_masks=True)
         self.n_unlabeled = config.unlabeled_per_step
