@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .config import PRESETS, Check, TrainConfig
-from .errors import TrainingError
+from .config import Check, TrainConfig
 from .views import ViewSpec
 
 SMALL = {"cnn": "resnet18", "vit": "vit_tiny_patch16_224"}
@@ -63,10 +62,8 @@ class CassConfig(ImageConfig):
         return {"view": ViewSpec(1, self.input_size, (0.3, 1.0))}
 
     @classmethod
-    def for_preset(cls, name: str) -> CassConfig:
-        if name == "paper":
-            return cls(preset=name, input_size=224, batch=16, epochs=100, networks=backbones(PAPER))
-        return _check_preset(cls, name)
+    def paper_settings(cls) -> dict[str, Any]:
+        return {"input_size": 224, "batch": 16, "epochs": 100, "networks": backbones(PAPER)}
 
 
 @dataclass
@@ -102,17 +99,14 @@ class DinoConfig(ImageConfig):
         }
 
     @classmethod
-    def for_preset(cls, name: str) -> DinoConfig:
-        if name == "paper":
-            return cls(
-                preset=name,
-                input_size=224,
-                batch=16,
-                epochs=100,
-                out_dim=65536,
-                networks=backbones({"vit": PAPER["vit"]}),
-            )
-        return _check_preset(cls, name)
+    def paper_settings(cls) -> dict[str, Any]:
+        return {
+            "input_size": 224,
+            "batch": 16,
+            "epochs": 100,
+            "out_dim": 65536,
+            "networks": backbones({"vit": PAPER["vit"]}),
+        }
 
 
 @dataclass
@@ -156,13 +150,5 @@ class FinetuneConfig(ImageConfig):
         ]
 
     @classmethod
-    def for_preset(cls, name: str) -> FinetuneConfig:
-        if name == "paper":
-            return cls(preset=name, input_size=224, batch=16, epochs=50, lr=3e-4, networks=backbones(PAPER))
-        return _check_preset(cls, name)
-
-
-def _check_preset(cls: type[ImageConfig], name: str) -> ImageConfig:
-    if name not in PRESETS:
-        raise TrainingError(f"preset '{name}' unknown: use one of {', '.join(PRESETS)}")
-    return cls(preset=name)
+    def paper_settings(cls) -> dict[str, Any]:
+        return {"input_size": 224, "batch": 16, "epochs": 50, "lr": 3e-4, "networks": backbones(PAPER)}

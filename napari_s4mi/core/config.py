@@ -84,10 +84,15 @@ class TrainConfig:
 
     @classmethod
     def for_preset(cls, name: str) -> TrainConfig:
-        """The method's settings for a named preset; subclasses override."""
+        """The method's settings for a named preset: the defaults (``cpu-small``) or ``paper_settings()``."""
         if name not in PRESETS:
             raise TrainingError(f"preset '{name}' unknown: use one of {', '.join(PRESETS)}")
-        return cls(preset=name)
+        return cls(preset=name, **(cls.paper_settings() if name == "paper" else {}))
+
+    @classmethod
+    def paper_settings(cls) -> dict[str, Any]:
+        """What the ``paper`` preset changes from the defaults (the paper's settings, for a GPU)."""
+        return {}
 
     def override(self, **overrides: Any) -> TrainConfig:
         """Apply settings by name; a network's name replaces its spec. None values are ignored."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .config import PRESETS, Check, TrainConfig
-from .errors import TrainingError
+from .config import Check, TrainConfig
 
 
 def unet_spec(encoder: str) -> dict[str, Any]:
@@ -96,20 +95,17 @@ class CrossTeachingConfig(SegConfig):
     )
 
     @classmethod
-    def for_preset(cls, name: str) -> CrossTeachingConfig:
-        if name == "paper":
-            return cls(
-                preset=name,
-                iterations=30000,
-                input_size=224,
-                labeled_batch=8,
-                unlabeled_batch=8,
-                constant_lambda=True,
-                val_every=500,
-                checkpoint_every=500,
-                networks={"cnn": unet_spec("resnet34"), "swin": swin_spec(96, (3, 6, 12, 24))},
-            )
-        return _default_preset(cls, name)
+    def paper_settings(cls) -> dict[str, Any]:
+        return {
+            "iterations": 30000,
+            "input_size": 224,
+            "labeled_batch": 8,
+            "unlabeled_batch": 8,
+            "constant_lambda": True,
+            "val_every": 500,
+            "checkpoint_every": 500,
+            "networks": {"cnn": unet_spec("resnet34"), "swin": swin_spec(96, (3, 6, 12, 24))},
+        }
 
 
 @dataclass
@@ -122,21 +118,12 @@ class SupervisedSegConfig(SegConfig):
     networks: dict[str, dict[str, Any]] = field(default_factory=lambda: {"cnn": unet_spec("resnet18")})
 
     @classmethod
-    def for_preset(cls, name: str) -> SupervisedSegConfig:
-        if name == "paper":
-            return cls(
-                preset=name,
-                iterations=30000,
-                input_size=224,
-                labeled_batch=16,
-                val_every=500,
-                checkpoint_every=500,
-                networks={"cnn": unet_spec("resnet34")},
-            )
-        return _default_preset(cls, name)
-
-
-def _default_preset(cls: type[SegConfig], name: str) -> SegConfig:
-    if name not in PRESETS:
-        raise TrainingError(f"preset '{name}' unknown: use one of {', '.join(PRESETS)}")
-    return cls(preset=name)
+    def paper_settings(cls) -> dict[str, Any]:
+        return {
+            "iterations": 30000,
+            "input_size": 224,
+            "labeled_batch": 16,
+            "val_every": 500,
+            "checkpoint_every": 500,
+            "networks": {"cnn": unet_spec("resnet34")},
+        }
