@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     except S4MIError as exc:
         print(f"s4mi: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a disk full, read-only or not ours to write that no command caught itself
+        from ..core.disk import describe_os_error
+
+        print(f"s4mi: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     finally:
         release_process()
 

@@ -1,4 +1,4 @@
-"""What the `s4mi` commands share: data and device options, the project to train on, Ctrl-C handling."""
+"""What the `s4mi` commands share: data and device options, the project to train on, Ctrl-C and SIGTERM handling."""
 
 from __future__ import annotations
 
@@ -21,7 +21,18 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGro
     )
     source.add_argument("--project", type=Path, help="project folder (default: <images>/.s4mi when writable)")
     parser.add_argument("--out", type=Path, required=True, help="(required) run folder to create, or to resume")
-    parser.add_argument("--resume", action="store_true", help="continue the stopped run in --out (default: off)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the stopped run in --out from its newest complete checkpoint (from step 0 with its saved "
+        "settings when it has none) (default: off)",
+    )
+    start.add_argument(
+        "--restart",
+        action="store_true",
+        help="start the run in --out over when it holds no complete checkpoint (default: off)",
+    )
     return source
 
 
@@ -91,16 +102,19 @@ def report_unreadable(project) -> None:
 
 
 def run_with_ctrl_c(start: Callable, out: Path) -> int:
-    """Drive ``start(cancel)``'s events with a progress bar; Ctrl-C stops after the step with a checkpoint."""
+    """Drive ``start(cancel)``'s events with a progress bar; Ctrl-C or SIGTERM stops after the step with a
+    checkpoint."""
     from ..console import drive
     from ..core.events import CancelToken
 
     cancel = CancelToken()
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
+    stops = [signal.SIGINT, signal.SIGTERM] if hasattr(signal, "SIGTERM") else [signal.SIGINT]
+    previous = {number: signal.signal(number, lambda *_: cancel.cancel()) for number in stops}
     try:
         done = drive(start(cancel))
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if done is None:
         return 0
     state = "stopped (resume with --resume)" if done.cancelled else "finished"

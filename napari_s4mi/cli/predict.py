@@ -26,6 +26,12 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
         "auto: the run's best on validation (default: %(default)s)",
     )
     predict.add_argument("--device", choices=DEVICES, default="auto", help="(default: %(default)s)")
+    predict.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first slide that cannot be read (default: report it, skip it, predict the rest, and end "
+        "with exit code 2)",
+    )
     seg = predict.add_argument_group("segmentation runs")
     seg.add_argument("--disagreement", action="store_true", help="also write <stem>_disagreement.tif (default: off)")
     cls = predict.add_argument_group("classification runs")
@@ -56,15 +62,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = open_predictor(args.run, which=args.which, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     options = predictor_options(predictor, args)
-    predictor.predict_folder(slides, args.out, **options)
-    print(f"s4mi: predicted {len(slides)} slides with {predictor.which} into {args.out}")
-    return 0
+    result = predictor.predict_folder(slides, args.out, **options)
+    line = f"s4mi: predicted {result.written} of {result.total} slides with {predictor.which} into {args.out}"
+    if result.skipped:
+        line += f"; {len(result.skipped)} skipped (listed above): fix or remove them and predict again"
+    print(line)
+    return 2 if result.skipped else 0
 
 
 def predictor_options(predictor, args: argparse.Namespace) -> dict:
     """The command's options that this predictor's ``predict_folder`` takes."""
     import inspect
 
-    wanted = {"disagreement": args.disagreement, "saliency": args.saliency, "kind": args.saliency_kind}
+    wanted = {
+        "disagreement": args.disagreement,
+        "saliency": args.saliency,
+        "kind": args.saliency_kind,
+        "strict": args.strict,
+    }
     accepted = inspect.signature(predictor.predict_folder).parameters
     return {key: value for key, value in wanted.items() if key in accepted}

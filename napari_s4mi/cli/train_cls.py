@@ -90,5 +90,6 @@ def cmd_train_cls(args: argparse.Namespace) -> int:
             if config is not None:
                 config.set_weights(args.weights)
     return run_with_ctrl_c(
-        lambda cancel: run_pipeline(project, pipeline, args.out, cancel, resume=args.resume), args.out
+        lambda cancel: run_pipeline(project, pipeline, args.out, cancel, resume=args.resume, restart=args.restart),
+        args.out,
     )

@@ -111,6 +111,8 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
         if args.weights:
             config.set_weights(args.weights)
     return run_with_ctrl_c(
-        lambda cancel: train(project, config, args.out, cancel, resume=args.resume, init_from=args.init_from),
+        lambda cancel: train(
+            project, config, args.out, cancel, resume=args.resume, init_from=args.init_from, restart=args.restart
+        ),
         args.out,
     )

@@ -120,9 +120,15 @@ def _finished(run_dir: Path) -> bool:
 
 
 def run_pipeline(
-    project: Project, pipeline: ClsPipeline, out: Path, cancel: CancelToken | None = None, resume: bool = False
+    project: Project,
+    pipeline: ClsPipeline,
+    out: Path,
+    cancel: CancelToken | None = None,
+    resume: bool = False,
+    restart: bool = False,
 ) -> Iterator[Event]:
-    """Pretrain (unless reused or done), then fine-tune into ``out``; yields both runs' events."""
+    """Pretrain (unless reused or done), then fine-tune into ``out``; yields both runs' events. ``restart``
+    starts a stage over that holds no complete checkpoint (see ``engine.train``)."""
     from .engine import train
 
     out = Path(out)
@@ -138,7 +144,7 @@ def run_pipeline(
             yield Stage("pretraining", pre_dir, 1, pipeline.stages)
             again = resume and (pre_dir / CONFIG_FILE).exists()
             config = config_from_dict(read_run_config(pre_dir)["config"]) if again else pipeline.pretraining
-            done = yield from _run(train(project, config, pre_dir, cancel, resume=again))
+            done = yield from _run(train(project, config, pre_dir, cancel, resume=again, restart=restart))
             if done is None or done.cancelled:
                 return
     yield Stage("fine-tuning", out, pipeline.stages, pipeline.stages)
@@ -146,7 +152,7 @@ def run_pipeline(
     config = config_from_dict(read_run_config(out)["config"]) if again else pipeline.finetune
     if not again and init is not None:
         config.init = str(init)
-    yield from _run(train(project, config, out, cancel, resume=again))
+    yield from _run(train(project, config, out, cancel, resume=again, restart=restart))
 
 
 def _run(events: Iterator[Event]) -> Iterator[Event]:

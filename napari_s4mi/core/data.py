@@ -7,10 +7,12 @@ opened, so hidden labels cannot leak into the unlabeled stream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from .errors import ProjectError
+from .batch import SlideBatch
+from .errors import InputError, ProjectError
 from .preprocess import Tile, TilingSpec, augment, network_tile, resize_mask, tile_grid
 from .project import Project
 
@@ -83,12 +85,15 @@ def _crop_padded(array: np.ndarray, tile: Tile) -> np.ndarray:
 
 
 def load_tiles(project: Project, ids: list[str], spec: TilingSpec, with_masks: bool) -> TileSet:
-    """Read slides (and, only when asked, their masks) and cut them into network-size tiles."""
+    """Read slides (and, only when asked, their masks) and cut them into network-size tiles. Every slide is tried:
+    one InputError names all that cannot be read, so they are fixed in one go."""
     size = spec.input_size
     images: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     owners: list[str] = []
-    for slide_id in ids:
+    batch = SlideBatch(len(ids), report=lambda line: None)
+
+    def read(slide_id: str) -> None:  # a slide failing half-way leaves some tiles: the batch fails as a whole
         with project.open_slide(slide_id) as slide:
             mask = project.read_mask(slide_id) if with_masks else None
             for tile in tile_grid(slide.shape[0], slide.shape[1], spec):
@@ -97,6 +102,13 @@ def load_tiles(project: Project, ids: list[str], spec: TilingSpec, with_masks: b
                 if mask is not None:
                     masks.append(resize_mask(_crop_padded(mask, tile), size).astype(np.uint8))
                 owners.append(slide_id)
+
+    for slide_id in ids:
+        batch.attempt(Path(slide_id), lambda slide_id=slide_id: read(slide_id))
+    if batch.result.skipped:
+        reasons = "; ".join(reason for _, reason in batch.result.skipped[:3])
+        more = f" (and {len(batch.result.skipped) - 3} more)" if len(batch.result.skipped) > 3 else ""
+        raise InputError(f"{len(batch.result.skipped)} slide(s) cannot be read: {reasons}{more}")
     shape = (0, size, size, 3)
     image_array = np.stack(images) if images else np.zeros(shape, np.uint8)
     mask_array = (np.stack(masks) if masks else np.zeros(shape[:3], np.uint8)) if with_masks else None

@@ -2,7 +2,9 @@
 
 :func:`train` is a generator of typed events (see events.py). The config names the method; the registry gives
 its task's data (``tasks/``) and its Method class (``methods/``). The loop checks the cancel token once per
-step; cancelling, finishing, or an error all leave a complete ``last/`` checkpoint of the latest finished step.
+step; cancelling, finishing, or an error all leave a complete ``last/`` checkpoint of the latest finished step
+(written every ``checkpoint_every`` steps and every ``checkpoint_every_s`` seconds). One process at a time writes
+a run folder (``run_lock``); where a stopped or crashed run starts again is ``run_state``'s decision.
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ import torch
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .device import is_out_of_memory, release_memory, resolve_device, resolve_precision
-from .errors import InputError, TrainingError
+from .disk import ensure_free_space, writing
+from .errors import TrainingError
 from .events import BestCheckpoint, CancelToken, Checkpoint, Done, Event, Message, Progress, Validation
 from .methods.base import Method
 from .project import Project
-from .registry import config_from_dict, entry_for, task_entry
+from .registry import MethodEntry, config_from_dict, entry_for, task_entry
+from .run_lock import RunLock
+from .run_state import BEST, LAST, StartPlan, plan_start
 from .runs import CONFIG_FILE, append_metrics, read_run_config, write_run_config
 from .tasks.base import PrefetchedBatches, TrainingData
 
-LAST, BEST = "last", "best"
+__all__ = ["BEST", "LAST", "load_run_config", "prepare_data", "train"]
 
 
 def prepare_data(project: Project, config: TrainConfig) -> TrainingData:
@@ -41,18 +46,48 @@ def train(
     cancel: CancelToken | None = None,
     resume: bool = False,
     init_from: Path | None = None,
+    restart: bool = False,
 ) -> Iterator[Event]:
-    """Train the config's method on a project, writing the run to run_dir; yields events."""
+    """Train the config's method on a project, writing the run to run_dir; yields events.
+
+    The run folder is locked for the whole run (a second process is refused). ``resume`` continues from the
+    newest complete checkpoint (from step 0 with the saved settings when there is none); ``restart`` starts a
+    folder that holds no complete checkpoint over (see ``run_state.plan_start``)."""
     config.validate()
     entry = entry_for(config)
     cancel = cancel or CancelToken()
     run_dir = Path(run_dir)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    if not resume and (run_dir / CONFIG_FILE).exists():
-        raise InputError(f"{run_dir}: already holds a run; pick a new --out or resume it (--resume)")
+    with writing("creating the run folder"):
+        lock = RunLock(run_dir).acquire()
+    try:
+        with writing("preparing the run folder"):
+            plan = plan_start(run_dir, resume, restart, config.iterations)
+        yield from _train_locked(project, config, run_dir, cancel, plan, init_from, entry, device, precision)
+    finally:
+        lock.release()
+
+
+def _train_locked(
+    project: Project,
+    config: TrainConfig,
+    run_dir: Path,
+    cancel: CancelToken,
+    plan: StartPlan,
+    init_from: Path | None,
+    entry: MethodEntry,
+    device: torch.device,
+    precision: str,
+) -> Iterator[Event]:
+    """The run, once its folder is locked and its start planned."""
+    resuming = plan.checkpoint is not None
+    if plan.message:
+        yield Message(plan.message, "info" if resuming else "warning")
+    if not resuming and init_from is None and (run_dir / CONFIG_FILE).exists():  # restarted with saved settings
+        init_from = read_run_config(run_dir).get("init_from") or None
     data = prepare_data(project, config)
-    if config.epochs > 0 and not resume:
+    if config.epochs > 0 and not resuming:
         per_epoch = data.steps_per_epoch()
         if per_epoch is None:
             raise TrainingError(f"method {config.method} cannot count epochs: give iterations instead")
@@ -62,9 +97,10 @@ def train(
     torch.manual_seed(config.seed)
     method = entry.method_class()(config, data.run_info(), device, precision)
     try:
-        if resume:
-            start_step, best = _restore(run_dir, method)
-            yield Message(f"resuming {run_dir.name} at step {start_step} of {config.iterations}")
+        copies = 1 if resuming else 3 if data.has_validation else 2  # last/, best/ and the one being written
+        ensure_free_space(run_dir, copies * ckpt.checkpoint_bytes(method.networks, method.optimizers), "training")
+        if resuming:
+            start_step, best = _restore(plan.checkpoint, method)
         else:
             start_step, best = 0, None
             for report in method.reports:
@@ -75,7 +111,8 @@ def train(
                 yield Message(f"warm start from {source}")
             extra = {"project": str(project.root), "device": str(device), "precision": precision}
             extra |= data.run_info() | {"init_from": str(init_from or "")}
-            write_run_config(run_dir, config.to_dict(), data.roles(), extra)
+            with writing("writing the run's config.json"):
+                write_run_config(run_dir, config.to_dict(), data.roles(), extra)
         yield from _loop(config, run_dir, cancel, data, method, start_step, best)
     finally:
         # an error's traceback still holds `method`: drop its tensors explicitly so the GPU memory goes now
@@ -84,11 +121,11 @@ def train(
         release_memory(device)
 
 
-def _restore(run_dir: Path, method: Method) -> tuple[int, BestCheckpoint | None]:
-    """Load the last checkpoint into ``method``; the step it reached and the best validation so far."""
-    state = ckpt.read_state(run_dir / LAST)
-    ckpt.load_networks(run_dir / LAST, method.networks)
-    ckpt.load_optimizers(run_dir / LAST, method.optimizers)
+def _restore(folder: Path, method: Method) -> tuple[int, BestCheckpoint | None]:
+    """Load a checkpoint into ``method``; the step it reached and the best validation so far."""
+    state = ckpt.read_state(folder)
+    ckpt.load_networks(folder, method.networks)
+    ckpt.load_optimizers(folder, method.optimizers)
     if "scaler" in state and method.scaler.is_enabled():  # fp16: go on with the loss scale reached
         method.scaler.load_state_dict(state["scaler"])
     return int(state["step"]), BestCheckpoint.from_dict(state.get("best"))
@@ -113,7 +150,13 @@ def _loop(
         }
         if method.scaler.is_enabled():
             state["scaler"] = method.scaler.state_dict()
-        return Checkpoint(ckpt.save_checkpoint(run_dir / kind, method.networks, method.optimizers, state), at, kind)
+        with writing("writing a checkpoint"):
+            folder = ckpt.save_checkpoint(run_dir / kind, method.networks, method.optimizers, state)
+        if kind == LAST:
+            saved[0] = time.monotonic()
+        return Checkpoint(folder, at, kind)
+
+    saved = [time.monotonic()]  # when last/ was written (the time-based checkpoint counts from there)
 
     device = method.device
     batches = PrefetchedBatches(data.batch, config.iterations)  # the next batch is drawn while this one trains
@@ -157,8 +200,10 @@ def _loop(
                 yield Validation(step, result.metrics, result.metric, result.score, result.network, improved)
                 if improved:
                     yield save(BEST, step)
-            append_metrics(run_dir, record)
-            if step % config.checkpoint_every == 0 or step == config.iterations:
+            with writing("appending to the metrics log"):
+                append_metrics(run_dir, record)
+            overdue = 0 < config.checkpoint_every_s <= time.monotonic() - saved[0]
+            if step % config.checkpoint_every == 0 or step == config.iterations or overdue:
                 yield save(LAST, step)
         yield Done(run_dir, step, cancelled=False, best=best)
     finally:

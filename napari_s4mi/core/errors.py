@@ -15,3 +15,7 @@ class ProjectError(S4MIError):
 
 class TrainingError(S4MIError):
     """Training cannot go on (non-finite loss, out of memory, invalid settings)."""
+
+
+class OutputError(S4MIError):
+    """An output that cannot be written (no space left, read-only, no permission): never skipped in a batch."""

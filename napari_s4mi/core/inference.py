@@ -6,11 +6,15 @@ and predicted in batches. The (K, S, S)
 probabilities are resized back to the tile's size (bilinear, torch), reduced to labels by argmax, cropped to
 the part inside the slide and written into the output; only one batch of full-resolution tile probabilities
 exists at a time.
-Slides above ``large_pixels`` are stitched into disk-backed TIFFs (``tifffile.memmap``) instead of RAM arrays.
+Slides above ``large_pixels`` are stitched into disk-backed TIFFs (``tifffile.memmap``) instead of RAM arrays,
+their space checked and reserved up front (a full disk fails at once, with one line, never by SIGBUS on a sparse
+map); a failed prediction removes them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .disk import allocate, ensure_free_space, writing
 from .inputs import normalise_batch
 from .preprocess import Tile, TilingSpec, network_tile, tile_grid
 
@@ -84,24 +89,32 @@ def predict_slide(
     height, width = (int(v) for v in slide.shape)
     tiles = tile_grid(height, width, spec)
     large = height * width > large_pixels
+    created = False
     if large:
-        out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="s4mi-predict-"))
-    labels, disagreement = _allocate(height, width, with_disagreement, out_dir if large else None)
+        created = out_dir is None or not Path(out_dir).exists()
+        with writing("creating a folder for a large prediction", out_dir):
+            out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="s4mi-predict-"))
 
     def prepare(batch: Sequence[Tile]) -> torch.Tensor:
         return network_inputs(slide, batch, spec.input_size, red_norm)
 
-    done = 0
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        for batch, inputs in _prefetched(reader, prepare, _batches(tiles, batch_size)):
-            probs, dis = _split_output(predict_tiles(inputs), with_disagreement, len(batch), num_classes)
-            _stitch(batch, probs, dis, labels, disagreement)
-            done += len(batch)
-            if on_batch is not None:
-                on_batch(done, len(tiles))
-    for array in (labels, disagreement):
-        if isinstance(array, np.memmap):
-            array.flush()
+    try:
+        labels, disagreement = _allocate(height, width, with_disagreement, out_dir if large else None)
+        done = 0
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            for batch, inputs in _prefetched(reader, prepare, _batches(tiles, batch_size)):
+                probs, dis = _split_output(predict_tiles(inputs), with_disagreement, len(batch), num_classes)
+                _stitch(batch, probs, dis, labels, disagreement)
+                done += len(batch)
+                if on_batch is not None:
+                    on_batch(done, len(tiles))
+        for array in (labels, disagreement):
+            if isinstance(array, np.memmap):
+                array.flush()
+    except BaseException:
+        if large:
+            _remove_disk_outputs(out_dir, created)
+        raise
     return SlidePrediction(labels, disagreement, len(tiles), out_dir if large else None)
 
 
@@ -115,18 +128,36 @@ def network_inputs(slide: SlideLike, tiles: Sequence[Tile], size: int, red_norm:
 def _allocate(
     height: int, width: int, with_disagreement: bool, out_dir: Path | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Zeroed outputs: in RAM, or memory-mapped TIFFs in ``out_dir`` for large slides."""
+    """Zeroed outputs: in RAM, or memory-mapped TIFFs in ``out_dir`` for large slides (space checked, then
+    reserved: OutputError when the disk cannot hold them)."""
     if out_dir is None:
         dis = np.zeros((height, width), np.float32) if with_disagreement else None
         return np.zeros((height, width), np.uint8), dis
+    what = f"the prediction of a {height}×{width} slide"
+    ensure_free_space(out_dir, height * width * (3 if with_disagreement else 1) + 2**20, what)
+    with writing(f"reserving disk space for {what}", out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        labels = _disk_array(out_dir / LABELS_FILE, height, width, np.uint8)
+        dis = _disk_array(out_dir / DISAGREEMENT_FILE, height, width, np.float16) if with_disagreement else None
+    return labels, dis
+
+
+def _disk_array(path: Path, height: int, width: int, dtype: type) -> np.ndarray:
+    """A zeroed memory-mapped TIFF whose blocks are allocated on disk now (not a sparse file)."""
     import tifffile
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    labels = tifffile.memmap(out_dir / LABELS_FILE, shape=(height, width), dtype=np.uint8)
-    dis = None
-    if with_disagreement:
-        dis = tifffile.memmap(out_dir / DISAGREEMENT_FILE, shape=(height, width), dtype=np.float16)
-    return labels, dis
+    array = tifffile.memmap(path, shape=(height, width), dtype=dtype)
+    allocate(path, path.stat().st_size)
+    return array
+
+
+def _remove_disk_outputs(out_dir: Path, created: bool) -> None:
+    """Remove a failed prediction's memory-mapped TIFFs (and their folder when the prediction made it)."""
+    for name in (LABELS_FILE, DISAGREEMENT_FILE):
+        with contextlib.suppress(OSError):
+            (out_dir / name).unlink()
+    if created:
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def _batches(tiles: Sequence[Tile], size: int) -> Iterator[Sequence[Tile]]:

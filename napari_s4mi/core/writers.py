@@ -10,7 +10,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_target, atomic_write_bytes
+from .disk import writing
 from .inference import SlidePrediction
 
 PNG_MAX_PIXELS = 8192 * 8192
@@ -37,19 +38,23 @@ def _tiff_bytes(array: np.ndarray) -> bytes:
 def write_prediction(
     out_dir: Path, stem: str, prediction: SlidePrediction, num_classes: int, disagreement: bool = False
 ) -> Path:
-    """Write `<stem>.png` (or `<stem>.tif` past PNG_MAX_PIXELS) and optionally `<stem>_disagreement.tif`."""
+    """Write `<stem>.png` (or `<stem>.tif` past PNG_MAX_PIXELS) and optionally `<stem>_disagreement.tif`, each
+    atomically; OutputError (one line) when the disk cannot take them, and no partial file is left."""
     out_dir = Path(out_dir)
     labels = prediction.labels
     if labels.size > PNG_MAX_PIXELS:
         path = out_dir / f"{stem}.tif"
-        with tifffile.TiffWriter(path.with_suffix(".tif.tmp"), bigtiff=True) as writer:
-            writer.write(labels, tile=(512, 512), compression="zlib")
-        path.with_suffix(".tif.tmp").replace(path)
+        with writing("writing a prediction", path), atomic_target(path) as handle:
+            with tifffile.TiffWriter(handle, bigtiff=True) as writer:
+                writer.write(labels, tile=(512, 512), compression="zlib")
     else:
         path = out_dir / f"{stem}.png"
-        atomic_write_bytes(path, _png_bytes(mask_for_viewing(labels, num_classes)))
+        with writing("writing a prediction", path):
+            atomic_write_bytes(path, _png_bytes(mask_for_viewing(labels, num_classes)))
     if disagreement and prediction.disagreement is not None:
-        atomic_write_bytes(out_dir / f"{stem}_disagreement.tif", _tiff_bytes(np.asarray(prediction.disagreement)))
+        target = out_dir / f"{stem}_disagreement.tif"
+        with writing("writing a disagreement map", target):
+            atomic_write_bytes(target, _tiff_bytes(np.asarray(prediction.disagreement)))
     work = out_dir / f".{stem}.work"
     del prediction
     shutil.rmtree(work, ignore_errors=True)

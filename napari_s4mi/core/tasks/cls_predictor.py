@@ -18,9 +18,12 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write_bytes, atomic_write_text
+from ..batch import BatchResult, SlideBatch
 from ..cls_config import FinetuneConfig
+from ..disk import writing
 from ..errors import InputError
 from ..inference import SlideLike, network_inputs
+from ..prediction_names import output_names, refuse_overwriting_inputs
 from ..preprocess import tile_grid
 from ..saliency import grad_cam, gradient_saliency, slide_saliency
 from .classification import tiling_spec
@@ -105,27 +108,51 @@ class ClsPredictor:
 
         return slide_saliency(slide, maps, self.spec, self.red_norm, batch_size=8)
 
-    def predict_folder(self, paths: list[Path], out: Path, saliency: str | None = None, kind: str = "gradient"):
+    def predict_folder(
+        self, paths: list[Path], out: Path, saliency: str | None = None, kind: str = "gradient", strict: bool = False
+    ) -> BatchResult:
         """Write ``predictions.csv`` (image_id, a probability per class, pred) and, when ``saliency`` is given
-        ('' for each slide's predicted class), ``<stem>_saliency.tif`` per slide. Returns the rows written."""
+        ('' for each slide's predicted class), ``<name>_saliency.tif`` per slide; ``<name>`` (and image_id) is the
+        stem, or the file name where stems collide (``prediction_names``). A slide that cannot be read is reported
+        and skipped (``strict``: the error stops the batch); the result counts the rows written."""
         import tifffile
         from tqdm import tqdm
 
         from ..io import open_slide
 
+        names = output_names(paths, ["_saliency.tif"] if saliency is not None else [""])
+        if saliency is not None:
+            refuse_overwriting_inputs(paths, (out / f"{n}_saliency.tif" for n in names.values()), out)
+            if saliency:
+                self.class_index(saliency)  # an unknown class stops here, not once per slide
+        batch = SlideBatch(len(paths), strict)
         rows = []
         for path in tqdm(paths, unit="slide"):
-            with open_slide(path) as slide:
-                scores = self.predict(slide)
-                if saliency is not None:
-                    index = self.class_index(saliency or None, scores)
+
+            def predict(path: Path = path) -> tuple[SlideScores, bytes | None]:
+                with open_slide(path) as slide:
+                    scores = self.predict(slide)
+                    if saliency is None:
+                        return scores, None
                     buffer = io.BytesIO()
+                    index = self.class_index(saliency or None, scores)
                     tifffile.imwrite(buffer, self.saliency(slide, index, kind=kind), compression="zlib")
-                    atomic_write_bytes(out / f"{path.stem}_saliency.tif", buffer.getvalue())
-            rows.append([path.stem, *(f"{p:.6f}" for p in scores.probs), ";".join(scores.predicted)])
+                    return scores, buffer.getvalue()
+
+            done = batch.attempt(path, predict)
+            if done is None:
+                continue
+            scores, saliency_tif = done
+            if saliency_tif is not None:
+                target = out / f"{names[path]}_saliency.tif"
+                with writing("writing a saliency map", target):
+                    atomic_write_bytes(target, saliency_tif)
+            rows.append([names[path], *(f"{p:.6f}" for p in scores.probs), ";".join(scores.predicted)])
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["image_id", *self.classes, "pred"])
         writer.writerows(rows)
-        atomic_write_text(out / "predictions.csv", text.getvalue())
-        return rows
+        with writing("writing predictions.csv", out / "predictions.csv"):
+            atomic_write_text(out / "predictions.csv", text.getvalue())
+        batch.result.written = len(rows)
+        return batch.result

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..batch import BatchResult, SlideBatch
 from ..errors import InputError
 from ..inference import SlidePrediction, predict_slide
 from ..io import Slide
+from ..prediction_names import output_names, refuse_overwriting_inputs
 from ..seg_config import SegConfig
 from .segmentation import tiling_spec
 
@@ -60,16 +63,35 @@ class SegPredictor:
             with_disagreement=self.has_disagreement,
         )
 
-    def predict_folder(self, paths: list[Path], out: Path, disagreement: bool = False) -> int:
-        """Write ``<stem>.png`` masks (``<stem>.tif`` past 8192² px), and the CNN-Swin disagreement when asked.
-        Returns the number of slides written."""
+    def predict_folder(
+        self, paths: list[Path], out: Path, disagreement: bool = False, strict: bool = False
+    ) -> BatchResult:
+        """Write ``<name>.png`` masks (``<name>.tif`` past 8192² px), and the CNN-Swin disagreement when asked;
+        ``<name>`` is the slide's stem, or its file name where stems collide (``prediction_names``). A slide that
+        cannot be read is reported and skipped (``strict``: the error stops the batch); what was written is
+        counted in the result."""
         from tqdm import tqdm
 
         from ..io import open_slide
         from ..writers import write_prediction
 
+        suffixes = [".png", ".tif", *(["_disagreement.tif"] if disagreement else [])]
+        names = output_names(paths, suffixes)
+        refuse_overwriting_inputs(paths, (out / f"{n}{s}" for n in names.values() for s in suffixes), out)
+        batch = SlideBatch(len(paths), strict)
         for path in tqdm(paths, unit="slide"):
-            with open_slide(path) as slide:
-                prediction = self.predict(slide, out_dir=out / f".{path.stem}.work")
-            write_prediction(out, path.stem, prediction, len(self.classes), disagreement)
-        return len(paths)
+            work = out / f".{names[path]}.work"
+
+            def predict(path: Path = path, work: Path = work) -> SlidePrediction:
+                with open_slide(path) as slide:
+                    return self.predict(slide, out_dir=work)
+
+            try:
+                prediction = batch.attempt(path, predict)
+                if prediction is not None:
+                    write_prediction(out, names[path], prediction, len(self.classes), disagreement)
+                    batch.result.written += 1
+            finally:
+                prediction = None
+                shutil.rmtree(work, ignore_errors=True)
+        return batch.result
