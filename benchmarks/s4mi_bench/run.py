@@ -83,7 +83,11 @@ def run_bench(
     """Measure the chosen parts; `quick` shrinks every part to a smoke test of a few minutes. The engine runs at
     `precision` as it resolves it on `device` (auto: bf16 on CPUs with native bf16 and on recent GPUs, fp32 on
     AVX2-only CPUs); the plain baseline always runs fp32, the simple autocast step at the engine's precision.
-    Every timed implementation runs in fresh processes of its own."""
+    Every timed implementation runs in fresh processes of its own.
+
+    Environment: ``S4MI_BENCH_THREADS=N`` sets PyTorch's threads in the timed processes (1 keeps the timings
+    meaningful on a machine shared with a long job); ``S4MI_BENCH_QUIET_WAIT=S`` is the longest wait, before each
+    timed process of a full run, for other processes to leave the cores (default 60 s; 0: no wait)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
@@ -119,8 +123,10 @@ def run_bench(
 
         size = "2048" if quick else "4096"
 
+        quiet_wait_s = 0.0 if quick else float(os.environ.get("S4MI_BENCH_QUIET_WAIT", "60"))
+
         def peak() -> dict:
-            waited = wait_for_quiet(max_wait_s=0 if quick else 60)
+            waited = wait_for_quiet(max_wait_s=quiet_wait_s)
             return run_json("peak", ["--device", device, "--size", size, "--reps", "5"]) | {"waited_s": waited}
 
         results["peak"] = _guarded("matmul peak", peak)
@@ -132,7 +138,7 @@ def run_bench(
                     name,
                     device=device,
                     precision=precision,
-                    quiet_wait_s=0 if quick else 60,
+                    quiet_wait_s=quiet_wait_s,
                     **train_plan(name, quick, gpu),
                 ),
             )

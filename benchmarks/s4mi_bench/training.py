@@ -67,6 +67,7 @@ def throughput(
             "times": [r["times"] for r in items],
             "peak_mb": max(r["peak_mb"] for r in items),
             "other_cores": _median([c for r in items for c in r.get("other_cores", [])]),
+            "other_cores_per_step": [r.get("other_cores", []) for r in items],
             "best_s": min(t for r in items for t in r["times"]),
             "precision": items[0]["precision"],
             "params": items[0]["params"],

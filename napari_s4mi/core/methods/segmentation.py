@@ -14,6 +14,29 @@ from ..seg_config import SegConfig
 from .base import Batch, Evaluation, Method
 
 
+def _dense_view(t: torch.Tensor) -> torch.Tensor:
+    """A channels_last 4-D tensor as the contiguous NHWC view of its storage; any other tensor as it is."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1)
+    return t
+
+
+class ChannelsLastFusedAdam(torch.optim.Adam):
+    """``torch.optim.Adam(fused=True)`` whose kernel sees channels_last weights as the contiguous (NHWC) views of
+    the same storage. PyTorch's CPU fused Adam copies every channels_last tensor in and out: one step over four
+    512×512×3×3 weights took 32 ms instead of 10, the optimizer steps of a `cpu-small` bf16 step 44 ms instead of 26.
+    The update is elementwise, so parameters and moments are bit-identical to those of ``torch.optim.Adam``; the
+    state keeps the parameters' layout (checkpoints are unchanged)."""
+
+    def _init_group(self, group, *tensor_lists, **kwargs):
+        result = super()._init_group(group, *tensor_lists, **kwargs)
+        if group.get("fused"):
+            for tensors in (*tensor_lists, *kwargs.values()):
+                if isinstance(tensors, list):
+                    tensors[:] = [_dense_view(t) if isinstance(t, torch.Tensor) else t for t in tensors]
+        return result
+
+
 def build_network(spec: dict, num_classes: int, img_size: int, weights: str | None = None):
     """A network from a config dict (ModelSpec fields); weights overrides the spec's weights."""
     fields = dict(spec)
@@ -52,6 +75,18 @@ class SegMethod(Method):
                 module.set_fused_attention(self.config.fused_attention)
             elif spec.get("arch") == "unet" and self.memory_saving:
                 set_unet_memory_saving(module, True)
+
+    def make_optimizers(self) -> None:
+        """As the base, but on a CPU with channels_last U-Nets the fused Adam of :class:`ChannelsLastFusedAdam`."""
+        if not (self.device.type == "cpu" and self.channels_last and self.config.fused_optimizer):
+            super().make_optimizers()
+            return
+        self.optimizers = {
+            name: ChannelsLastFusedAdam(
+                self.networks[name].parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay, fused=True
+            )
+            for name in self.trainable()
+        }
 
     def arch(self, name: str) -> str:
         """The architecture of network ``name`` ("unet", "swin_unet")."""
