@@ -181,14 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     quick = os.environ.get("S4MI_BENCH_QUICK", "0") == "1"
     parser.add_argument("--iterations", type=int, default=8 if quick else 20)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--guest", action="store_true", help="as in a plain `napari` with the plugin (no process-wide tweaks)"
+    )
     args = parser.parse_args(argv)
-    try:
+    if not args.guest:
         from napari_s4mi.core.host import claim_process
-    except ImportError:  # a version without guest mode
-        pass
-    else:
+
         claim_process("s4mi bench")  # measures what `s4mi napari` gives (its own process, process-wide tweaks on)
-    result = run(args.iterations, args.device)
+    result = run(args.iterations, args.device) | {"mode": "plain napari (guest)" if args.guest else "s4mi napari"}
     print(json.dumps(result), flush=True)
     return 0
 

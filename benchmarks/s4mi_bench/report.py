@@ -189,7 +189,10 @@ def _rows(results: dict) -> list[Row]:
         if "skipped" in gui:
             rows.append(("napari event loop, longest gap", f"skipped: {gui['skipped']}", "", "", "", "< 50 ms", "—"))
         else:
-            rows.extend(_gap_rows(gui))
+            rows.extend(_gap_rows(gui, "s4mi napari"))
+            guest = gui.get("guest") or {}
+            if guest and "skipped" not in guest:
+                rows.extend(_gap_rows(guest, "plain napari + plugin")[:2])
             insert = f"{float(gui['final_insert_ms']):.0f} ms"
             rows.append(("final layer insertion + its first paint (one-off)", insert, "", "", "", "reported", "—"))
     startup = results.get("startup")
@@ -212,8 +215,9 @@ def _rows(results: dict) -> list[Row]:
     return rows
 
 
-def _gap_rows(gui: dict) -> list[Row]:
-    """The event-loop rows: training after its first step, predicting, and the one-off PyTorch load."""
+def _gap_rows(gui: dict, mode: str = "") -> list[Row]:
+    """The event-loop rows: training after its first step, predicting, and the one-off PyTorch load; ``mode`` says
+    in which napari (`s4mi napari`, or a plain napari where the plugin is a guest)."""
     parts = (
         ("train_steady_max_gap_ms", "train_steady_gaps_over_50ms", "training (after its first step)"),
         ("predict_max_gap_ms", "predict_gaps_over_50ms", "predicting"),
@@ -223,7 +227,7 @@ def _gap_rows(gui: dict) -> list[Row]:
         value = float(gui.get(key, gui.get("train_max_gap_ms", math.nan)))
         ok = not math.isnan(value) and value < GAP_TARGET_MS
         count = f" ({gui[count_key]} gaps > 50 ms)" if count_key in gui else ""
-        label = f"napari event loop, longest gap while {what}"
+        label = f"napari event loop, longest gap while {what}" + (f" ({mode})" if mode else "")
         rows.append((label, f"{value:.0f} ms{count}", "", "", "", "< 50 ms", _verdict(ok)))
     if "predict_click_ms" in gui:
         clicks = f"{float(gui['start_click_ms']):.0f} ms / {float(gui['predict_click_ms']):.0f} ms"
