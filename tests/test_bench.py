@@ -353,3 +353,29 @@ def test_insertion_windows_come_from_the_event_loop_pass_that_inserted_the_layer
     ms, (start, end) = windows[0]
     assert ms == pytest.approx(1000 * (0.29 + 0.05))
     assert (start, end) == (0.01, pytest.approx(0.30 + SETTLE_S))
+
+
+def test_table_reports_the_cass_step() -> None:
+    from s4mi_bench.report import markdown_table
+
+    engine = {"s": 0.5, "peak_mb": 1500, "precision": "bf16"}
+    cass = {"preset": "cpu-small", "batch": "16 at 128", "engine": engine, "ratio": 2.0}
+    cass["plain"] = {"s": 1.0, "peak_mb": 1600, "precision": "fp32"}
+    table = markdown_table({"cass": cass})
+    assert "| CASS pretraining step, `cpu-small` (batch 16 at 128); engine bf16 | 0.50 s | 1.00 s |  | 2.00× |" in table
+    assert "| peak memory, CASS step processes | 1.46 GB | 1.56 GB |" in table
+
+
+@pytest.mark.slow
+def test_cass_step_processes_report_times_and_memory() -> None:
+    """One real CASS step of each implementation, each in this process (a smoke test of the part's workers)."""
+    from s4mi_bench.cass import measure
+
+    from napari_s4mi.core.host import release_process
+
+    try:
+        for impl in ("engine", "plain"):
+            result = measure(impl, "cpu-small", steps=1, precision="fp32")
+            assert result["impl"] == impl and result["median_s"] > 0 and result["peak_mb"] > 0
+    finally:
+        release_process()

@@ -184,6 +184,9 @@ def _rows(results: dict) -> list[Row]:
         rows.append(("slide prediction", "error", slide["error"], "", "", "≥ 2×", "MISS"))
     if results.get("memory"):
         rows.extend(_memory_rows(results["memory"]))
+    cass = results.get("cass")
+    if cass:
+        rows.extend(_cass_rows(cass))
     gui = results.get("gui")
     if gui:
         if "skipped" in gui:
@@ -213,6 +216,21 @@ def _rows(results: dict) -> list[Row]:
                 )
             )
     return rows
+
+
+def _cass_rows(cass: dict) -> list[Row]:
+    """The CASS pretraining step (engine vs plain fp32 eager) and both processes' peak memory."""
+    if "error" in cass:
+        return [("CASS pretraining step", "error", cass["error"][:120], "", "", "reported", "—")]
+    engine, plain = cass["engine"], cass["plain"]
+    label = f"CASS pretraining step, `{cass['preset']}` (batch {cass['batch']}); engine {engine['precision']}"
+    step = (label, _s(engine["s"]), _s(plain["s"]), "", f"{cass['ratio']:.2f}×", "reported", "—")
+    memory = (
+        "peak memory, CASS step processes",
+        f"{engine['peak_mb'] / 1024:.2f} GB",
+        f"{plain['peak_mb'] / 1024:.2f} GB",
+    )
+    return [step, (*memory, "", "", "reported", "—")]
 
 
 def _gap_rows(gui: dict, mode: str = "") -> list[Row]:

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-PARTS = ("train", "iou", "slide", "memory", "startup", "gui")
+PARTS = ("train", "iou", "slide", "memory", "cass", "startup", "gui")
 _PARTIAL: dict = {"results": None, "out": None}
 
 
@@ -168,6 +168,11 @@ def run_bench(
         name = "cpu-small" if quick else "paper"
         results["memory"] = _guarded("memory", lambda: peak_memory(name, device=device, precision=precision))
         results["memory"].setdefault("preset", name)
+    if "cass" in parts and not gpu:
+        from .cass import cass_step
+
+        reps, steps = (1, 1) if quick else (3, 3)
+        results["cass"] = _guarded("CASS step", lambda: cass_step("cpu-small", reps, steps, precision))
     if "startup" in parts:
         from .startup import startup_time
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.config import PRECISIONS
 
-BENCH_PARTS = ("train", "iou", "slide", "memory", "startup", "gui")  # benchmarks/s4mi_bench/run.py PARTS
+BENCH_PARTS = ("train", "iou", "slide", "memory", "cass", "startup", "gui")  # benchmarks/s4mi_bench/run.py PARTS
 
 
 def add_demo_parser(commands: argparse._SubParsersAction) -> None:
