@@ -46,6 +46,8 @@ def main(run: str, out: str = "docs/screenshot-classification.png", slide: str =
         wait(lambda: not predict_w.job.worker.is_running)
         panel = predict_w.cls_panel
         panel.class_box.setCurrentText("melanoma")
+        panel.network_box.setCurrentText("cnn")
+        panel.kind_box.setCurrentText("gradcam")
         panel.show_saliency()
         wait(lambda: panel.job is not None and not panel.job.running)
         wait(lambda: "saliency" in session.layers)

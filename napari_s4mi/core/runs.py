@@ -102,6 +102,7 @@ class RunSummary:
     has_last: bool
     outputs: tuple[str, ...] = ()  # what prediction can use (networks, their mean)
     task: str = "segmentation"
+    pretrained_by: str = ""  # the method of the pretraining a fine-tuning started from
 
     @property
     def finished(self) -> bool:
@@ -110,7 +111,12 @@ class RunSummary:
     @property
     def label(self) -> str:
         state = "done" if self.finished else f"stopped at {self.step}"
-        return f"{self.path.name} · {self.method} · {state}/{self.iterations}"
+        return f"{self.path.name} · {self.method_text} · {state}/{self.iterations}"
+
+    @property
+    def method_text(self) -> str:
+        """The method, and for a fine-tuning from a pretraining, that pretraining's method."""
+        return f"{self.pretrained_by} → {self.method}" if self.pretrained_by else self.method
 
 
 def summarize_run(run_dir: Path) -> RunSummary | None:
@@ -130,7 +136,19 @@ def summarize_run(run_dir: Path) -> RunSummary | None:
         True,
         _outputs(config),
         str(config.get("task") or "segmentation"),
+        _pretrained_by(config),
     )
+
+
+def _pretrained_by(config: dict[str, Any]) -> str:
+    """The method of the pretraining run a fine-tuning was initialised from ('' for ImageNet or random)."""
+    init = str(config.get("init") or "")
+    if init in ("", "imagenet", "none", "random"):
+        return ""
+    try:
+        return str(json.loads((Path(init) / CONFIG_FILE).read_text())["config"].get("method", "pretraining"))
+    except (OSError, ValueError, KeyError):
+        return "pretraining"
 
 
 def _outputs(config: dict[str, Any]) -> tuple[str, ...]:

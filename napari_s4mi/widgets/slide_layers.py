@@ -57,7 +57,7 @@ def prediction_layer(labels: np.ndarray, slide_id: str) -> LayerData:
     return labels, kwargs, "labels"
 
 
-def overlay_colormap(name: str, max_alpha: float = 0.85):
+def overlay_colormap(name: str, max_alpha: float = 0.85, power: float = 1.5):
     """A perceptual napari colormap whose opacity rises with the value (0: transparent), for maps drawn over a
     slide with translucent blending: low values leave the slide as it is, high ones colour it. (Additive blending
     washed the whole slide out.)"""
@@ -65,7 +65,7 @@ def overlay_colormap(name: str, max_alpha: float = 0.85):
 
     base = ensure_colormap(name)
     colors = np.array(base.colors, dtype=np.float32).copy()
-    colors[:, 3] = max_alpha * np.linspace(0.0, 1.0, len(colors)) ** 1.5  # low values nearly transparent
+    colors[:, 3] = max_alpha * np.linspace(0.0, 1.0, len(colors)) ** power  # power > 1: low values nearly clear
     return Colormap(colors=colors, controls=base.controls, name=f"{name} overlay")
 
 
@@ -90,7 +90,7 @@ def saliency_layer(result, opacity_percent: int) -> LayerData:
     kwargs = {
         "name": f"{slide_name(result.slide_id)} saliency {result.class_name} ({result.network}, {result.kind})",
         "metadata": meta,
-        "colormap": overlay_colormap("inferno", max_alpha=0.9),
+        "colormap": overlay_colormap("inferno", max_alpha=0.9, power=0.8),
         "contrast_limits": (0.0, 1.0),
         "blending": "translucent",
         "opacity": opacity_percent / 100.0,
