@@ -137,12 +137,6 @@ class FinetuneConfig(ImageConfig):
         best = max(f1, key=f1.__getitem__)
         return {"macro F1": f1[best], "macro recall": metrics.get(f"macro_recall_{best}", float("nan"))}
 
-    @property
-    def outputs(self) -> tuple[str, ...]:
-        """What prediction can use: each network, and the mean of their probabilities when there are two."""
-        names = tuple(self.networks)
-        return (*names, "mean") if len(names) == 2 else names
-
     def checks(self) -> list[Check]:
         return super().checks() + [
             (0.0 < self.label_fraction <= 1.0, "label fraction must be in (0, 1]"),

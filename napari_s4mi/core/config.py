@@ -107,6 +107,12 @@ class TrainConfig:
                 raise TrainingError(f"unknown training setting '{key}' for method {self.method}")
         return self
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """What prediction can use: each network, and the mean of their probabilities when there are two."""
+        names = tuple(self.networks)
+        return (*names, "mean") if len(names) == 2 else names
+
     def headline(self, metrics: dict[str, float]) -> dict[str, float]:
         """The validation numbers a live curve shows, by name (none for methods without validation)."""
         return {}

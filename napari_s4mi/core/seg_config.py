@@ -43,12 +43,6 @@ class SegConfig(TrainConfig):
     predict_with: str = "auto"
     fused_attention: bool = False  # Swin window attention through scaled_dot_product_attention
 
-    @property
-    def outputs(self) -> tuple[str, ...]:
-        """What prediction can use: each network, and the mean of their softmaxes when there are two."""
-        names = tuple(self.networks)
-        return (*names, "mean") if len(names) == 2 else names
-
     def checks(self) -> list[Check]:
         return super().checks() + [
             (
