@@ -343,6 +343,43 @@ def test_table_reports_the_gui_rows() -> None:
     assert "| longest gap from Start to the first step (PyTorch loads; once a session) | 480 ms |" in table
 
 
+def test_table_reports_the_classification_gui_rows() -> None:
+    from s4mi_bench.report import markdown_table
+
+    base = {"train_max_gap_ms": 400.0, "predict_max_gap_ms": 30.0, "final_insert_ms": 300.0, "slide": "1408x1876"}
+    cls = {
+        "pretrain_steady_max_gap_ms": 38.2,
+        "pretrain_gaps_over_50ms": 0,
+        "pretrain_gui_s_per_step": 0.84,
+        "finetune_max_gap_ms": 72.0,
+        "finetune_gaps_over_50ms": 2,
+        "saliency_max_gap_ms": 24.1,
+        "saliency_gaps_over_50ms": 0,
+    }
+    gui = dict(base, cls=cls, guest=dict(base, cls={"skipped": "no display"}))
+    table = markdown_table({"gui": gui})
+    assert "while CASS pretraining (after its first step) (s4mi napari) | 38 ms (0 gaps > 50 ms)" in table
+    assert (
+        "fine-tuning (from the switch of stage) (s4mi napari) | 72 ms (2 gaps > 50 ms) |  |  |  | < 50 ms | MISS |"
+        in table
+    )
+    assert (
+        "computing a slide's saliency map (s4mi napari) | 24 ms (0 gaps > 50 ms) |  |  |  | < 50 ms | PASS |" in table
+    )
+    assert "CASS pretraining step inside napari, `cpu-small` (s4mi napari; after the first) | 0.84 s/step" in table
+    assert "while classifying (plain napari + plugin) | skipped: no display" in table
+
+
+def test_gaps_are_attributed_to_the_stage_they_began_in() -> None:
+    from s4mi_bench.gui_cls_latency import longest_within
+
+    gaps = [(0.0, 0.02), (0.02, 0.09), (1.0, 1.03), (2.0, 2.2), (2.2, 2.21)]
+    assert longest_within(gaps, 0.0, 2.0) == (pytest.approx(70.0), 1)
+    assert longest_within(gaps, 2.0, 3.0) == (pytest.approx(200.0), 1)
+    ms, count = longest_within(gaps, 5.0, 6.0)
+    assert ms != ms and count == 0  # nan: no gap began there
+
+
 def test_insertion_windows_come_from_the_event_loop_pass_that_inserted_the_layers() -> None:
     """Measured from outside the widgets: the pass holding the `inserted` events, plus the first paint after."""
     from s4mi_bench.gui_latency import SETTLE_S, insertion_windows

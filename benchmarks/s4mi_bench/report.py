@@ -198,6 +198,8 @@ def _rows(results: dict) -> list[Row]:
                 rows.extend(_gap_rows(guest, "plain napari + plugin")[:2])
             insert = f"{float(gui['final_insert_ms']):.0f} ms"
             rows.append(("final layer insertion + its first paint (one-off)", insert, "", "", "", "reported", "—"))
+            rows.extend(_cls_gap_rows(gui.get("cls"), "s4mi napari"))
+            rows.extend(_cls_gap_rows(guest.get("cls"), "plain napari + plugin"))
     startup = results.get("startup")
     if startup:
         if "error" in startup:
@@ -231,6 +233,34 @@ def _cass_rows(cass: dict) -> list[Row]:
         f"{plain['peak_mb'] / 1024:.2f} GB",
     )
     return [step, (*memory, "", "", "reported", "—")]
+
+
+CLS_GAPS = (
+    ("pretrain_steady_max_gap_ms", "pretrain_gaps_over_50ms", "CASS pretraining (after its first step)"),
+    ("finetune_max_gap_ms", "finetune_gaps_over_50ms", "fine-tuning (from the switch of stage)"),
+    ("saliency_max_gap_ms", "saliency_gaps_over_50ms", "computing a slide's saliency map"),
+)
+
+
+def _cls_gap_rows(cls: dict | None, mode: str) -> list[Row]:
+    """The event-loop rows while classifying (pretraining, fine-tuning, saliency) in one napari ``mode``."""
+    if not cls:
+        return []
+    if "skipped" in cls:
+        return [
+            (f"napari event loop while classifying ({mode})", f"skipped: {cls['skipped']}", "", "", "", "< 50 ms", "—")
+        ]
+    rows: list[Row] = []
+    for key, count_key, what in CLS_GAPS:
+        value = float(cls.get(key, math.nan))
+        ok = not math.isnan(value) and value < GAP_TARGET_MS
+        count = f" ({cls[count_key]} gaps > 50 ms)" if count_key in cls else ""
+        label = f"napari event loop, longest gap while {what} ({mode})"
+        rows.append((label, f"{value:.0f} ms{count}", "", "", "", "< 50 ms", _verdict(ok)))
+    if "pretrain_gui_s_per_step" in cls:
+        label = f"CASS pretraining step inside napari, `cpu-small` ({mode}; after the first)"
+        rows.append((label, f"{float(cls['pretrain_gui_s_per_step']):.2f} s/step", "", "", "", "reported", "—"))
+    return rows
 
 
 def _gap_rows(gui: dict, mode: str = "") -> list[Row]:

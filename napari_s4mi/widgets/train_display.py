@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from napari.utils.notifications import show_info, show_warning
+from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
 
@@ -89,7 +89,8 @@ class TrainingDisplay(QWidget):
             self._on_stage(event)
         elif isinstance(event, Message):
             self.messages.appendPlainText(f"{event.level}: {event.text}")
-            (show_warning if event.level == "warning" else show_info)(f"S4MI: {event.text}")
+            if event.level == "warning":  # info stays in the box: a popup animates (repaints) the whole window
+                show_warning(f"S4MI: {event.text}")
         elif isinstance(event, Done):
             self._show_progress(final=True)
             self._latest = None  # the Done line stays (end() has no step left to show)
