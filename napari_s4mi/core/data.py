@@ -15,6 +15,7 @@ from .batch import SlideBatch
 from .errors import InputError, ProjectError
 from .preprocess import Tile, TilingSpec, augment, network_tile, resize_mask, tile_grid
 from .project import Project
+from .seg_augment import colour_jitter, random_zoom
 
 MIN_ANNOTATED_FOR_VALIDATION = 3
 
@@ -128,7 +129,16 @@ class TwoStreamSampler:
     (100% labels) the unlabeled stream draws labeled images with their masks hidden.
     """
 
-    def __init__(self, labeled: TileSet, unlabeled: TileSet | None, seed: int, do_augment: bool, max_angle: float):
+    def __init__(
+        self,
+        labeled: TileSet,
+        unlabeled: TileSet | None,
+        seed: int,
+        do_augment: bool,
+        max_angle: float,
+        zoom: tuple[float, float] = (1.0, 1.0),
+        jitter: float = 0.0,
+    ):
         if len(labeled) == 0:
             raise ProjectError("the labeled slides gave no tiles: check that the annotated slides are readable")
         self.labeled = labeled
@@ -136,12 +146,23 @@ class TwoStreamSampler:
         self.seed = seed
         self.do_augment = do_augment
         self.max_angle = max_angle
+        self.zoom, self.jitter = zoom, jitter
 
     def _augment(self, images: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
         if not self.do_augment or len(images) == 0:
             return images, masks
-        pairs = [augment(im, mk, rng, max_angle=self.max_angle) for im, mk in zip(images, masks, strict=True)]
+        pairs = [self._augment_one(im, mk, rng) for im, mk in zip(images, masks, strict=True)]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+    def _augment_one(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+        """Turns, flips and rotation; then, only where configured (so that seeded batches stay as they were
+        without them), zoom and colour jitter."""
+        image, mask = augment(image, mask, rng, max_angle=self.max_angle)
+        if self.zoom != (1.0, 1.0):
+            image, mask = random_zoom(image, mask, rng, self.zoom)
+        if self.jitter > 0:
+            image = colour_jitter(image, rng, self.jitter)
+        return image, mask
 
     def batch(self, step: int, n_labeled: int, n_unlabeled: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(labeled images, their masks, unlabeled images) for one step; all uint8."""

@@ -38,6 +38,9 @@ class SegConfig(TrainConfig):
     red_norm: str = "auto"
     augment: bool = True
     max_angle: float = 20.0
+    zoom_min: float = 1.0  # scale augmentation: zoom factors drawn from [zoom_min, zoom_max] (1, 1: off)
+    zoom_max: float = 1.0
+    colour_jitter: float = 0.0  # colour augmentation strength (0: off); see seg_augment.py
     tile_size: int = 480
     tile_threshold: int = 960
     predict_with: str = "auto"
@@ -50,6 +53,8 @@ class SegConfig(TrainConfig):
                 f"predict_with '{self.predict_with}': use auto or one of {', '.join(self.outputs)}",
             ),
             (self.input_size > 0 and self.input_size % 32 == 0, "input size must be a positive multiple of 32"),
+            (0.0 < self.zoom_min <= self.zoom_max <= 4.0, "zoom range: 0 < zoom min <= zoom max <= 4"),
+            (0.0 <= self.colour_jitter < 1.0, "colour jitter must be in [0, 1)"),
             (self.labeled_batch > 0, "the labeled batch must hold at least one image"),
             (self.unlabeled_batch >= 0, "the unlabeled batch cannot be negative"),
             (0.0 < self.label_fraction <= 1.0, "label fraction must be in (0, 1]"),

@@ -42,7 +42,15 @@ class SegmentationData(TrainingData):
             self.unlabeled = load_tiles(project, self.plan.unlabeled, spec, with_masks=False)
         self.val = load_tiles(project, self.plan.val, spec, with_masks=True) if self.plan.val else None
         self.red_norm = config.red_norm == "on" or (config.red_norm == "auto" and is_colour(self.labeled))
-        self.sampler = TwoStreamSampler(self.labeled, self.unlabeled, config.seed, config.augment, config.max_angle)
+        self.sampler = TwoStreamSampler(
+            self.labeled,
+            self.unlabeled,
+            config.seed,
+            config.augment,
+            config.max_angle,
+            zoom=(config.zoom_min, config.zoom_max),
+            jitter=config.colour_jitter,
+        )
 
     def roles(self) -> dict[str, list[str]]:
         return self.plan.roles()
