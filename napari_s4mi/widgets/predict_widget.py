@@ -107,11 +107,17 @@ class PredictWidget(QWidget):
     # --------------------------------------------------------------------------------------------- runs
 
     def refresh_runs(self) -> None:
-        """List the project's runs that have a checkpoint, newest first."""
+        """List the project's runs that have a checkpoint, newest first (nothing changes, and nothing repaints,
+        when the list is what it was: a training job's every checkpoint asks)."""
+        project = self.session.project
+        runs = list_runs(project.runs_dir) if project is not None else []
+        listed = [(self.run_box.itemText(i), self.run_box.itemData(i)) for i in range(self.run_box.count())]
+        if listed == [(run.label, str(run.path)) for run in runs]:
+            self._update_buttons()
+            return
         current = self.run_box.currentData()
         self.run_box.clear()
-        project = self.session.project
-        for run in list_runs(project.runs_dir) if project is not None else []:
+        for run in runs:
             self.run_box.addItem(run.label, str(run.path))
             self.run_box.setItemData(self.run_box.count() - 1, f"{run.label}\n{run.path}", Qt.ItemDataRole.ToolTipRole)
         self.run_box.view().setMinimumWidth(self.run_box.view().sizeHintForColumn(0) + 24)

@@ -84,6 +84,11 @@ def test_annotate_train_stop_resume_predict(s4mi_viewer, qtbot, sample_project):
     assert train_w.curve.steps == list(range(1, 9)), "after Resume the curve shows the whole run"
     qtbot.waitUntil(lambda: train_w.curve.shown_steps == len(train_w.curve.steps), timeout=20_000)
     assert predict_w.run_box.count() == 1
+    cleared: list[int] = []  # a training job's every checkpoint asks for a refresh: same runs, no rebuild
+    predict_w.run_box.currentIndexChanged.connect(cleared.append)
+    predict_w.refresh_runs()
+    assert cleared == [] and predict_w.run_box.currentData() == str(train_w.run_dir)
+    predict_w.run_box.currentIndexChanged.disconnect(cleared.append)
 
     before = viewer.screenshot(canvas_only=True, flash=False)
     predict_w.scope.setCurrentText("current slide")
