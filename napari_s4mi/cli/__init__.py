@@ -11,6 +11,7 @@ import sys
 from .. import __version__
 from ..core.errors import S4MIError
 from ..core.host import claim_process, release_process
+from .experiment import add_experiment_parser, cmd_experiment
 from .other import (
     add_bench_parser,
     add_demo_parser,
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_seg_parser(tasks)
     add_cls_parser(tasks)
     add_predict_parser(commands)
+    add_experiment_parser(commands)
     add_demo_parser(commands)
     add_bench_parser(commands)
     add_weights_parser(commands)
@@ -46,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 HANDLERS = {"predict": cmd_predict, "demo": cmd_demo, "bench": cmd_bench, "napari": cmd_napari, "weights": cmd_weights}
 HANDLERS["project"] = cmd_project
+HANDLERS["experiment"] = cmd_experiment
 TRAINERS = {"seg": cmd_train_seg, "cls": cmd_train_cls}
 
 

@@ -1,0 +1,280 @@
+"""Running an experiment's grid: each run trained (or resumed), scored on the test split, marked done.
+
+``run_experiment`` is a generator of :class:`GridEvent` (each wraps the engine event of the run in progress) and a
+final :class:`GridDone`. A run is done when ``runs/<name>/result.json`` exists: it is written atomically after the
+test evaluation, and a re-run skips such runs. A run stopped part-way (Ctrl-C, a crash, a closed generator) is
+resumed from its newest complete checkpoint by the engine; one whose training finished is only evaluated. So an
+interruption loses at most the run in progress since its last checkpoint. Classification's CASS and DINO
+pretrain once per seed (``runs/pretrain-<method>-seed<k>``, training-split images only), shared by that seed's
+fractions: the seeds' spread then includes the pretraining's. The report is rewritten after every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_text
+from ..config import TrainConfig
+from ..errors import InputError
+from ..events import CancelToken, Event, Progress, Stage
+from ..project import Project
+from ..registry import method_entry, method_names
+from ..runs import CONFIG_FILE, package_versions, read_run_config, summarize_run
+from .prepare import DataSource, prepare_projects, project_name
+from .spec import ExperimentSpec, RunSpec, label_free, pretrains, select
+
+EXPERIMENT_FILE = "experiment.json"
+RESULT_FILE = "result.json"
+RUNS_DIR = "runs"
+
+
+@dataclass(frozen=True)
+class GridEvent:
+    """Something happened to run ``index`` of ``total``: kind 'start', 'skip' (done already), 'train' (``event``
+    is the engine's), 'evaluate' (testing begins) or 'done' (``result`` is its record)."""
+
+    index: int
+    total: int
+    run: RunSpec
+    kind: str
+    event: Event | None = None
+    result: dict[str, Any] | None = None
+    stage: str = ""
+
+    def describe(self) -> str:
+        """E.g. 'run 4/21: cross-teaching 10% seed 1 — step 120/400'."""
+        head = f"run {self.index}/{self.total}: {self.run.label}"
+        if isinstance(self.event, Progress):
+            stage = f"{self.stage} " if self.stage else ""
+            return f"{head} — {stage}step {self.event.step}/{self.event.total}"
+        return {"skip": f"{head} — done already", "evaluate": f"{head} — testing"}.get(self.kind, head)
+
+
+@dataclass(frozen=True)
+class GridDone:
+    """The invocation ended: runs trained and skipped, whether it was stopped, the report files written."""
+
+    out: Path
+    trained: int
+    skipped: int
+    stopped: bool
+    written: tuple[Path, ...] = ()
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities as None, tuples as lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
+
+
+def read_result(run_dir: Path) -> dict[str, Any] | None:
+    """A run's result.json, or None while the run is not done."""
+    try:
+        return json.loads((Path(run_dir) / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def finished(run_dir: Path) -> bool:
+    """Whether a run folder holds a complete checkpoint at its last step."""
+    summary = summarize_run(run_dir)
+    return summary is not None and summary.finished
+
+
+def config_keys(config: type[TrainConfig] | TrainConfig) -> set[str]:
+    """The settings a config takes: its fields and its networks' names."""
+    instance = config() if isinstance(config, type) else config
+    return {f.name for f in dataclasses.fields(instance)} | set(instance.networks)
+
+
+def known_settings(config: type[TrainConfig], settings: dict[str, Any]) -> dict[str, Any]:
+    """The ``settings`` a config class has; a length in iterations wins over a preset's epochs."""
+    given = {k: v for k, v in settings.items() if k in config_keys(config)}
+    if "iterations" in given and "epochs" in config_keys(config):
+        given["epochs"] = 0.0
+    return given
+
+
+def check_settings(spec: ExperimentSpec) -> None:
+    """InputError for a setting that no method of the grid has."""
+    if spec.task == "classification":
+        configs = [method_entry("classification", m).config for m in method_names("classification")]
+        groups = [(spec.overrides, configs)]
+        pre = [method_entry("pretraining", m).config for m in spec.methods if pretrains(spec.task, m)]
+        groups.append((spec.pretrain_overrides, pre or configs))
+    else:
+        groups = [(spec.overrides, [method_entry(spec.task, m).config for m in spec.methods])]
+    for settings, configs in groups:
+        for key in settings:
+            if not any(key in config_keys(c) for c in configs):
+                raise InputError(f"training setting '{key}' unknown to every method of the grid")
+
+
+def open_experiment(spec: ExperimentSpec, out: Path, source: DataSource | None) -> dict[str, Any]:
+    """Prepare (or check) the experiment in ``out``: its projects and ``experiment.json``."""
+    out = Path(out)
+    path = out / EXPERIMENT_FILE
+    stored = json.loads(path.read_text()) if path.is_file() else None
+    settings = clean(spec.settings())
+    if stored is not None and stored.get("settings") != settings:
+        old = stored.get("settings", {})
+        key = next((k for k in settings if old.get(k) != settings[k]), "settings")
+        raise InputError(
+            f"{out}: holds an experiment with other {key} ({json.dumps(old.get(key))} now "
+            f"{json.dumps(settings[key])}); re-run with its settings or pick a new --out"
+        )
+    if stored is None and source is None:
+        raise InputError(f"{out}: no experiment yet; give the data (--images with --masks or --labels, or --project)")
+    data = source.describe() if source is not None else stored.get("source")
+    before = stored.get("source") if stored else None
+    if before is not None and data != before:
+        key = next(k for k in data if data[k] != before.get(k))
+        raise InputError(f"{out}: holds an experiment on other data ({key} {before.get(key)}); pick a new --out")
+    projects = prepare_projects(source or DataSource(), spec.task, spec.split, spec.seeds, out)
+    known = dict(stored.get("projects", {})) if stored else {}
+    for name, info in projects.items():
+        if name in known and known[name]["data_hash"] != info["data_hash"]:
+            raise InputError(f"{out / name}: its data changed since the experiment began (data hash); use a new --out")
+        known[name] = info
+    record = {"format": "s4mi-experiment", "version": 1, "settings": settings, "source": data, "projects": known}
+    record["created"] = stored.get("created") if stored else time.strftime("%Y-%m-%dT%H:%M:%S")
+    record["versions"] = package_versions()
+    atomic_write_text(path, json.dumps(record, indent=2))
+    return record
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    out: Path,
+    source: DataSource | None = None,
+    cancel: CancelToken | None = None,
+    only: tuple[str, ...] = (),
+    part: tuple[int, int] | None = None,
+) -> Iterator[GridEvent | GridDone]:
+    """Run the selected runs of the grid in ``out`` (see the module docstring); yields their events."""
+    from .report import write_report
+
+    spec, out, cancel = spec.resolved(), Path(out), cancel or CancelToken()
+    check_settings(spec)
+    runs = select(spec, only, part)
+    record = open_experiment(spec, out, source)
+    trained = skipped = 0
+    for index, run in enumerate(runs, 1):
+        run_dir = out / RUNS_DIR / run.name
+        if cancel.cancelled:
+            break
+        if read_result(run_dir) is not None:
+            skipped += 1
+            yield GridEvent(index, len(runs), run, "skip")
+            continue
+        name = project_name(spec.split, run.seed)
+        project = Project.open(out / name, refresh=False)
+        yield GridEvent(index, len(runs), run, "start")
+        resumed = (run_dir / CONFIG_FILE).exists()
+        seconds: dict[str, float] = {}
+        stage, tick = "", time.perf_counter()
+        for event in _train_events(spec, run, project, out, cancel):
+            if isinstance(event, Stage):
+                seconds[stage or "train"] = seconds.get(stage or "train", 0.0) + time.perf_counter() - tick
+                stage, tick = event.name, time.perf_counter()
+            yield GridEvent(index, len(runs), run, "train", event=event, stage=stage)
+        seconds[stage or "train"] = seconds.get(stage or "train", 0.0) + time.perf_counter() - tick
+        if not finished(run_dir):  # stopped: the checkpoint is kept for the next invocation
+            yield GridDone(out, trained, skipped, True, tuple(write_report(out)))
+            return
+        yield GridEvent(index, len(runs), run, "evaluate")
+        tick = time.perf_counter()
+        result = _evaluate(spec, run, project, run_dir, out)
+        seconds["evaluate"] = time.perf_counter() - tick
+        result |= {"seconds": {k: round(v, 1) for k, v in seconds.items() if v > 0.05}, "resumed": resumed}
+        result["data_hash"] = record["projects"][name]["data_hash"]
+        atomic_write_text(run_dir / RESULT_FILE, json.dumps(clean(result), indent=1))
+        trained += 1
+        yield GridEvent(index, len(runs), run, "done", result=result)
+        write_report(out)
+    yield GridDone(out, trained, skipped, cancel.cancelled, tuple(write_report(out)))
+
+
+def _seg_config(spec: ExperimentSpec, run: RunSpec) -> TrainConfig:
+    entry = method_entry(spec.task, run.method)
+    config = entry.config.for_preset(spec.preset).override(**known_settings(entry.config, spec.overrides))
+    config.seed = run.seed
+    config.label_fraction = run.fraction  # 0 for a label-free method
+    if spec.weights:
+        config.set_weights(spec.weights)
+    return config.validate()
+
+
+def _train_events(spec: ExperimentSpec, run: RunSpec, project: Project, out: Path, cancel: CancelToken):
+    """The engine events of one run (classification: its seed's pretraining first, when not done)."""
+    from ..cls_pipeline import plan_pipeline, run_pipeline
+    from ..engine import load_run_config, train
+
+    run_dir = out / RUNS_DIR / run.name
+    if finished(run_dir):
+        return
+    resume = (run_dir / CONFIG_FILE).exists()
+    if spec.task == "segmentation":
+        config = load_run_config(run_dir) if resume else _seg_config(spec, run)
+        yield from train(project, config, run_dir, cancel, resume=resume)
+        return
+    finetune_class = method_entry("classification", method_names("classification")[0]).config
+    finetune = known_settings(finetune_class, spec.overrides) | {"label_fraction": run.fraction, "seed": run.seed}
+    pre_dir = out / RUNS_DIR / spec.unit(run) if pretrains(spec.task, run.method) else None
+    if pre_dir is not None and not finished(pre_dir):
+        again = (pre_dir / CONFIG_FILE).exists()
+        pre_class = method_entry("pretraining", run.method).config
+        pre_settings = known_settings(pre_class, spec.pretrain_overrides)
+        if again:
+            config = load_run_config(pre_dir)
+        else:
+            config = plan_pipeline(run.method, spec.preset, finetune, pre_settings).pretraining
+            if spec.weights:
+                config.set_weights(spec.weights)
+        yield Stage("pretraining", pre_dir, 1, 2)
+        yield from train(project, config, pre_dir, cancel, resume=again)
+        if not finished(pre_dir):
+            return
+    pipeline = plan_pipeline(run.method, spec.preset, finetune, pretrain_from=pre_dir)
+    if spec.weights:
+        pipeline.finetune.set_weights(spec.weights)
+        if pre_dir is None and spec.weights in ("imagenet", "none", "random"):
+            pipeline.finetune.init = spec.weights
+    yield from run_pipeline(project, pipeline, run_dir, cancel, resume=resume)
+
+
+def _evaluate(spec: ExperimentSpec, run: RunSpec, project: Project, run_dir: Path, out: Path) -> dict[str, Any]:
+    from .evaluate import HEADLINE, evaluate_run
+
+    record = read_run_config(run_dir)
+    scores = evaluate_run(project, spec.task, run_dir, str(spec.overrides.get("device") or "auto"))
+    pre_dir = out / RUNS_DIR / spec.unit(run) if pretrains(spec.task, run.method) else None
+    pretraining = {"run": pre_dir.name, "config": read_run_config(pre_dir)["config"]} if pre_dir else None
+    return {
+        "name": run.name,
+        "method": run.method,
+        "task": spec.task,
+        "fraction": run.fraction,
+        "seed": run.seed,
+        "label_free": label_free(spec.task, run.method),
+        "headline": HEADLINE[spec.task],
+        **scores,
+        "labeled_slides": len(record.get("data", {}).get("labeled", [])),
+        "versions": package_versions(),
+        "run_data_hash": record.get("data_hash"),
+        "config": record["config"],
+        "pretraining": pretraining,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
