@@ -24,7 +24,7 @@ from napari_s4mi.core.experiment import DataSource, ExperimentSpec, SplitSpec
 from napari_s4mi.core.experiment.prepare import prepare_projects
 from napari_s4mi.core.experiment.report import write_report
 from napari_s4mi.core.experiment.runner import GridDone, run_experiment
-from napari_s4mi.core.experiment.spec import RunSpec, parse_part, select
+from napari_s4mi.core.experiment.spec import RunSpec, label_free, parse_part, select
 from napari_s4mi.core.experiment.splits import groups_from_regex, read_split_file, split_slides
 from napari_s4mi.core.experiment.stats import mean_ci
 from napari_s4mi.core.project import Project
@@ -145,10 +145,16 @@ def test_label_subsets_are_nested_and_full_at_100(tmp_path):
 
 @dataclass
 class LabelFreeConfig(SupervisedSegConfig):
-    """A stand-in for a label-free method such as PiCIE (trained like supervised here)."""
+    """A stand-in for a label-free method such as PiCIE (trained like supervised here, on its default labels)."""
 
-    uses_labels: ClassVar[bool] = False
+    label_free: ClassVar[bool] = True
     method: str = "toy-label-free"
+
+
+@dataclass
+class NoLabelsConfig(SupervisedSegConfig):
+    uses_labels: ClassVar[bool] = False  # PiCIE's way of saying it
+    method: str = "toy-no-labels"
 
 
 @pytest.fixture
@@ -190,6 +196,14 @@ def test_grid_names_parts_and_label_free_methods(label_free_method):
     small = ExperimentSpec("seg").resolved()
     assert small.fractions == (0.1, 0.5, 1.0) and small.seeds == (0, 1, 2) and small.overrides["iterations"] == 300
     assert {"supervised", "cross-teaching", label_free_method} <= set(small.methods)  # from the registry
+    entry = registry.MethodEntry("toy-no-labels", "segmentation", NoLabelsConfig, "unused:Unused")
+    registry.register_method(entry)
+    try:
+        assert label_free("segmentation", "toy-no-labels") and not label_free("segmentation", "supervised")
+    finally:
+        registry.unregister_method("segmentation", entry.name)
+    if "picie" in registry.method_names("segmentation"):
+        assert label_free("segmentation", "picie")
 
 
 def test_interrupted_grid_resumes_without_retraining_finished_runs(tmp_path, label_free_method):

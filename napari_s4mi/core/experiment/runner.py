@@ -211,7 +211,8 @@ def _seg_config(spec: ExperimentSpec, run: RunSpec) -> TrainConfig:
     entry = method_entry(spec.task, run.method)
     config = entry.config.for_preset(spec.preset).override(**known_settings(entry.config, spec.overrides))
     config.seed = run.seed
-    config.label_fraction = run.fraction  # 0 for a label-free method
+    if not label_free(spec.task, run.method):  # a label-free config keeps its own (PiCIE: 0)
+        config.label_fraction = run.fraction
     if spec.weights:
         config.set_weights(spec.weights)
     return config.validate()
