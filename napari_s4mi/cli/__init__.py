@@ -11,6 +11,7 @@ import sys
 from .. import __version__
 from ..core.errors import S4MIError
 from ..core.host import claim_process, release_process
+from .clusters import add_clusters_parser, cmd_clusters
 from .experiment import add_experiment_parser, cmd_experiment
 from .other import (
     add_bench_parser,
@@ -43,11 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_parser(commands)
     add_napari_parser(commands)
     add_project_parser(commands)
+    add_clusters_parser(commands)
     return parser
 
 
 HANDLERS = {"predict": cmd_predict, "demo": cmd_demo, "bench": cmd_bench, "napari": cmd_napari, "weights": cmd_weights}
 HANDLERS["project"] = cmd_project
+HANDLERS["clusters"] = cmd_clusters
 HANDLERS["experiment"] = cmd_experiment
 TRAINERS = {"seg": cmd_train_seg, "cls": cmd_train_cls}
 

@@ -93,6 +93,14 @@ def add_seg_parser(tasks: argparse._SubParsersAction) -> None:
         "(default: 0, off)",
     )
     seg.add_argument("--init-from", type=Path, help="warm start from a finished run's weights (default: none)")
+    seg.add_argument(
+        "--foreground-cluster",
+        type=int,
+        action="append",
+        metavar="K",
+        help="picie: predict cluster K (0 = the largest) as foreground instead of the map fitted on validation; "
+        "repeat for several; change it later with s4mi clusters (default: the fitted map)",
+    )
 
 
 def cmd_train_seg(args: argparse.Namespace) -> int:
@@ -123,6 +131,7 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
             "zoom_max": args.zoom[1] if args.zoom else None,
             "colour_jitter": args.colour_jitter,
             "cuda_graphs": args.cuda_graphs,
+            "foreground_clusters": args.foreground_cluster,
         }
         config = make_config(SEG, args.method, args.preset, **overrides)
         if args.weights:

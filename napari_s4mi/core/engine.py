@@ -25,7 +25,7 @@ from .errors import TrainingError
 from .events import BestCheckpoint, CancelToken, Checkpoint, Done, Event, Message, Progress, Validation
 from .methods.base import Method
 from .project import Project
-from .registry import MethodEntry, config_from_dict, entry_for, task_entry
+from .registry import MethodEntry, config_from_dict, data_class_for, entry_for
 from .run_lock import RunLock
 from .run_state import BEST, LAST, StartPlan, plan_start
 from .runs import CONFIG_FILE, append_metrics, read_run_config, write_run_config
@@ -35,8 +35,8 @@ __all__ = ["BEST", "LAST", "load_run_config", "prepare_data", "train"]
 
 
 def prepare_data(project: Project, config: TrainConfig) -> TrainingData:
-    """The task's training data for a run of ``config`` on ``project``."""
-    return task_entry(config.task).data_class()(project, config)
+    """The training data for a run of ``config`` on ``project`` (its method's own, else its task's)."""
+    return data_class_for(config)(project, config)
 
 
 def train(
@@ -168,6 +168,8 @@ def _loop(
                 yield Done(run_dir, step, cancelled=True, best=best)
                 return
             tick = time.perf_counter()
+            if method.refresh_due(step):  # e.g. PiCIE's clustering, once per epoch (base.Method)
+                method.refresh(step, data.sample_batches(step, device))
             torch.manual_seed(config.seed * 1_000_003 + step)
             try:
                 parts = method.train_step(step, data.to_device(batches.get(step), device))

@@ -51,6 +51,7 @@ class MethodEntry:
     config: type[TrainConfig]
     method: ClassRef  # a Method subclass: ``method(config, run_info, device, precision, weights=None)``
     summary: str = ""
+    data: ClassRef | None = None  # the method's own TrainingData, when its task's does not fit (e.g. no labels)
 
     def method_class(self) -> type:
         return _resolve(self.method)
@@ -108,6 +109,12 @@ def entry_for(config: TrainConfig) -> MethodEntry:
     return method_entry(config.task, config.method)
 
 
+def data_class_for(config: TrainConfig) -> type:
+    """The TrainingData class of a config's method: the method's own, else its task's."""
+    entry = entry_for(config)
+    return _resolve(entry.data) if entry.data is not None else task_entry(config.task).data_class()
+
+
 def make_config(task: str, method: str, preset: str = "cpu-small", **overrides: Any) -> TrainConfig:
     """A validated config: the method's preset, then ``overrides`` by field or network name (None ignored)."""
     config = method_entry(task, method).config.for_preset(preset)
@@ -121,6 +128,7 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
 
 def _register_builtins() -> None:
+    from .picie_config import PicieConfig
     from .seg_config import CrossTeachingConfig, SupervisedSegConfig
 
     register_task(
@@ -146,6 +154,16 @@ def _register_builtins() -> None:
             SupervisedSegConfig,
             "napari_s4mi.core.methods.supervised_seg:SupervisedSeg",
             "one U-Net on the labeled slides only (transfer-learning baseline)",
+        )
+    )
+    register_method(
+        MethodEntry(
+            "picie",
+            "segmentation",
+            PicieConfig,
+            "napari_s4mi.core.methods.picie:Picie",
+            "PiCIE: pixel features clustered without labels; validation masks map the clusters to classes",
+            data="napari_s4mi.core.tasks.picie_data:PicieData",
         )
     )
 

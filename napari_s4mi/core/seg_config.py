@@ -30,6 +30,7 @@ class SegConfig(TrainConfig):
 
     task: ClassVar[str] = "segmentation"
     uses_unlabeled: ClassVar[bool] = False  # whether the method draws an unlabeled stream
+    uses_labels: ClassVar[bool] = True  # False: trains on no masks (label fraction 0; masks only validate)
 
     input_size: int = 128
     labeled_batch: int = 4
@@ -57,7 +58,12 @@ class SegConfig(TrainConfig):
             (0.0 <= self.colour_jitter < 1.0, "colour jitter must be in [0, 1)"),
             (self.labeled_batch > 0, "the labeled batch must hold at least one image"),
             (self.unlabeled_batch >= 0, "the unlabeled batch cannot be negative"),
-            (0.0 < self.label_fraction <= 1.0, "label fraction must be in (0, 1]"),
+            (
+                0.0 < self.label_fraction <= 1.0 if self.uses_labels else self.label_fraction == 0.0,
+                "label fraction must be in (0, 1]"
+                if self.uses_labels
+                else f"{self.method} uses no labels: label fraction must be 0",
+            ),
             (self.red_norm in ("auto", "on", "off"), "red_norm must be auto, on or off"),
         ]
 

@@ -59,12 +59,12 @@ class TrainForm(QWidget):
         self.lr = QLineEdit()
         self.lr.setValidator(QDoubleValidator(1e-8, 1.0, 10))
         self.label_fraction = QDoubleSpinBox()
-        self.label_fraction.setRange(0.01, 1.0)
+        self.label_fraction.setRange(0.0, 1.0)  # 0: a method that uses no labels (PiCIE)
         self.label_fraction.setSingleStep(0.05)
         self.label_fraction.setDecimals(2)
         self.device = _combo(DEVICES)
         self.precision = _combo(PRECISIONS)
-        layout = QFormLayout(self)
+        layout = self._rows = QFormLayout(self)
         for label, field in (
             ("method", self.method),
             ("preset", self.preset),
@@ -106,6 +106,9 @@ class TrainForm(QWidget):
         self.cnn.setEnabled("cnn" in config.networks)
         self.swin.setEnabled("swin" in config.networks)
         self.unlabeled_batch.setEnabled(config.uses_unlabeled)
+        self.label_fraction.setEnabled(config.uses_labels)
+        batch_label = self._rows.labelForField(self.labeled_batch)
+        batch_label.setText("labeled per batch" if config.uses_labels else "images per batch")
 
     def values(self) -> dict[str, Any]:
         """The fields as plain values (what is remembered)."""
@@ -142,7 +145,7 @@ class TrainForm(QWidget):
             labeled_batch=v["labeled_batch"],
             unlabeled_batch=v["unlabeled_batch"] if config.uses_unlabeled else 0,
             lr=lr,
-            label_fraction=v["label_fraction"],
+            label_fraction=v["label_fraction"] if config.uses_labels else None,
             device=v["device"],
             precision=v["precision"],
         ).validate()

@@ -17,6 +17,7 @@ from ..core.events import Checkpoint, Done
 from ..core.registry import config_from_dict
 from ..core.runs import list_runs, read_run_config
 from .cls_form import ClsForm, finished_pretrainings
+from .cluster_choice import ClusterChoiceRow
 from .session import report, session_for
 from .train_display import TrainingDisplay
 from .train_form import TrainForm
@@ -55,6 +56,8 @@ class TrainWidget(QWidget):
         for button in (self.start_button, self.stop_button, self.resume_button):
             buttons.addWidget(button)
         layout.addLayout(buttons)
+        self.clusters = ClusterChoiceRow()  # a finished PiCIE run: which cluster is foreground
+        layout.addWidget(self.clusters)
         layout.addWidget(self.display, stretch=1)
         self.task.currentIndexChanged.connect(self.forms.setCurrentIndex)
         self.start_button.clicked.connect(self.start)
@@ -169,6 +172,7 @@ class TrainWidget(QWidget):
             return False
         self.session.autosaver.flush(wait=True)  # the latest strokes are on disk before the worker reads masks
         self.last_done, self.last_error = None, None
+        self.clusters.show_run(None)
         return True
 
     def _begin(self, job: Job) -> None:
@@ -193,6 +197,7 @@ class TrainWidget(QWidget):
 
     def _on_finished(self) -> None:
         self.display.end()
+        self.clusters.show_run(self.run_dir)
         self._update_buttons(running=False)
         self.session.runs_changed.emit()
 

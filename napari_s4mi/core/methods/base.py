@@ -11,6 +11,10 @@ its task's data provides) into one update. The engine (``engine.py``) drives eve
   and its parts as floats; a non-finite loss updates nothing.
 - ``evaluate(batches)``: metrics on the validation batches and the name of the primary one (:class:`Evaluation`).
 - ``predict(x)``: outputs by name (e.g. each network's probabilities), in fp32, without gradients.
+- ``refresh_due(step)`` / ``refresh(step, batches)`` (optional): a method that looks at the training data between
+  steps (PiCIE clusters pixel features once per epoch) says before which steps it wants to; the engine then hands
+  it ``TrainingData.sample_batches(step, device)``, a sample seeded by the step, before that step trains. What it
+  computes from it belongs in its networks' buffers, so checkpoints and resumes keep it.
 
 Subclasses implement ``build`` and ``losses`` and, to be validated and used for prediction, ``evaluate`` and
 ``predict``. Register them with ``registry.register_method``.
@@ -105,6 +109,13 @@ class Method:
 
     def after_step(self, step: int) -> None:
         """Called after the optimiser steps of ``step`` (e.g. an EMA teacher's update)."""
+
+    def refresh_due(self, step: int) -> bool:
+        """Whether ``refresh`` should run before ``step`` (never by default)."""
+        return False
+
+    def refresh(self, step: int, batches: Iterable[Batch]) -> None:
+        """Use a seeded sample of the training data (``TrainingData.sample_batches``) before ``step``."""
 
     @property
     def default_output(self) -> str:

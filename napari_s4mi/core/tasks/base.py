@@ -47,6 +47,11 @@ class TrainingData:
         """Validation batches as tensors on ``device`` (none by default)."""
         return iter(())
 
+    def sample_batches(self, seed: int, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+        """A sample of the training data as device batches, the same for the same ``seed``, for methods that look
+        at the data between steps (``Method.refresh``); none by default."""
+        return iter(())
+
     def steps_per_epoch(self) -> float | None:
         """Steps that show the training data once (for configs that give their length in epochs)."""
         return None
