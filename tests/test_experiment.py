@@ -18,9 +18,9 @@ from conftest import REPO, TINY_CNN
 from napari_s4mi.cli import main
 from napari_s4mi.core import registry
 from napari_s4mi.core.data import plan_data
-from napari_s4mi.core.errors import InputError
+from napari_s4mi.core.errors import InputError, TrainingError
 from napari_s4mi.core.events import Checkpoint, Message, Progress
-from napari_s4mi.core.experiment import DataSource, ExperimentSpec, SplitSpec
+from napari_s4mi.core.experiment import DataSource, ExperimentSpec, SplitSpec, training
 from napari_s4mi.core.experiment.prepare import prepare_projects
 from napari_s4mi.core.experiment.report import write_report
 from napari_s4mi.core.experiment.runner import GridDone, run_experiment
@@ -261,6 +261,41 @@ def test_interrupted_grid_resumes_without_retraining_finished_runs(tmp_path, lab
     changed = ExperimentSpec("seg", methods=("supervised",), fractions=(0.5,), seeds=(0,), overrides=TINY_SEG)
     with pytest.raises(InputError, match="other weights"):
         list(run_experiment(changed, out, SEG_DATA))
+
+
+def test_a_failing_run_is_noted_and_the_grid_goes_on(tmp_path, monkeypatch):
+    out = tmp_path / "exp"
+    spec = ExperimentSpec("seg", methods=("supervised",), fractions=(0.5, 1.0), seeds=(0,), overrides=TINY_SEG)
+    spec.weights = "none"
+    real = training.train_events
+
+    def flaky(spec, run, *args):
+        if run.fraction == 0.5:
+            raise TrainingError("the loss became nan at step 3: lower the learning rate (--lr)")
+        return real(spec, run, *args)
+
+    monkeypatch.setattr(training, "train_events", flaky)
+    items = list(run_experiment(spec, out, SEG_DATA))
+    done = items[-1]
+    assert (done.trained, done.failed, done.stopped) == (1, 1, False)
+    failed = next(i for i in items[:-1] if i.kind == "failed")
+    assert failed.describe() == "run 1/2: supervised 50% seed 0 — failed: " + str(failed.error)
+    note = json.loads((out / "runs" / "supervised-50-seed0" / "failed.json").read_text())
+    assert note["error"].startswith("the loss became nan")
+    report = json.loads((out / "results.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["supervised-100-seed0"]
+    assert [f["name"] for f in report["failed"]] == ["supervised-50-seed0"]
+
+    def broken(spec, run, *args):
+        raise TrainingError("out of memory")
+
+    monkeypatch.setattr(training, "train_events", broken)
+    again = [(i.run.name, i.kind) for i in run_experiment(spec, out, SEG_DATA) if not isinstance(i, GridDone)]
+    assert again == [  # the failed run is tried again, the done one is not
+        ("supervised-50-seed0", "start"),
+        ("supervised-50-seed0", "failed"),
+        ("supervised-100-seed0", "skip"),
+    ]
 
 
 def test_report_tables_three_seeds(tmp_path):

@@ -183,12 +183,16 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    if done is not None:
-        state = "stopped (run the same command again to resume)" if done.stopped else "finished"
-        print(
-            f"s4mi: experiment {state}: {done.trained} run(s) trained, {done.skipped} done already; "
-            f"report: {', '.join(p.name for p in done.written)} in {args.out}"
-        )
+    if done is None:
+        return 0
+    state = "stopped (run the same command again to resume)" if done.stopped else "finished"
+    print(
+        f"s4mi: experiment {state}: {done.trained} run(s) trained, {done.skipped} done already, {done.failed} "
+        f"failed; report: {', '.join(p.name for p in done.written)} in {args.out}"
+    )
+    if done.failed:
+        print(f"s4mi: error: {done.failed} run(s) failed (listed above): fix and run again", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -219,7 +223,7 @@ def _drive(events):
                 bar.write(f"{item.run.name} step {event.step}: {event.metric} {event.score:.3f}")
             elif isinstance(event, Message):
                 bar.write(f"{item.run.name}: {event.level}: {event.text}")
-            elif item.kind in ("skip", "evaluate", "start"):
+            elif item.kind in ("skip", "evaluate", "start", "failed"):
                 bar.write(item.describe())
             elif item.kind == "done" and item.result is not None:
                 headline = item.result["headline"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..atomic import atomic_write_bytes, atomic_write_text
 from .evaluate import HEADLINE, NAMES, PLOTTED, TABLED
-from .runner import EXPERIMENT_FILE, RESULT_FILE, RUNS_DIR, clean, read_result
+from .runner import EXPERIMENT_FILE, FAILED_FILE, RESULT_FILE, RUNS_DIR, clean, read_result
 from .spec import percent, task_methods
 from .stats import MeanCI, mean_ci
 
@@ -29,6 +29,13 @@ def collect(out: Path) -> list[dict[str, Any]]:
     runs = Path(out) / RUNS_DIR
     found = [read_result(p) for p in sorted(runs.iterdir())] if runs.is_dir() else []
     return [r for r in found if r is not None]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def summarise(results: list[dict[str, Any]], metric: str) -> dict[str, dict[float, MeanCI]]:
@@ -73,11 +80,14 @@ def write_report(out: Path) -> list[Path]:
         for metric in TABLED[task]
     }
     runs = [{k: v for k, v in r.items() if k not in ("per_slide", "report")} for r in results]
+    done = {r["name"] for r in results}
+    failed = [f for f in (_read_json(p) for p in sorted(out.glob(f"{RUNS_DIR}/*/{FAILED_FILE}"))) if f]
     document = {
         "experiment": experiment,
         "headline": HEADLINE[task],
         "metrics": {m: NAMES[m] for m in TABLED[task]},
         "runs": runs,
+        "failed": [f for f in failed if f.get("name") not in done],
         "summary": summary,
     }
     written = [out / "results.json"]

@@ -4,14 +4,16 @@
 final :class:`GridDone`. A run is done when ``runs/<name>/result.json`` exists: it is written atomically after the
 test evaluation, and a re-run skips such runs. A run stopped part-way (Ctrl-C, a crash, a closed generator) is
 resumed from its newest complete checkpoint by the engine; one whose training finished is only evaluated. So an
-interruption loses at most the run in progress since its last checkpoint. Classification's CASS and DINO
+interruption loses at most the run in progress since its last checkpoint. A run that fails with a one-line error
+(a NaN loss, out of memory) is noted in its ``failed.json`` and the grid goes on; the next invocation tries it
+again. A full or read-only disk stops the grid. Classification's CASS and DINO
 pretrain once per seed (``runs/pretrain-<method>-seed<k>``, training-split images only), shared by that seed's
 fractions: the seeds' spread then includes the pretraining's. The report is rewritten after every run.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import math
 import time
@@ -21,24 +23,24 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
-from ..config import TrainConfig
-from ..errors import InputError
+from ..errors import InputError, OutputError, S4MIError
 from ..events import CancelToken, Event, Progress, Stage
 from ..project import Project
-from ..registry import method_entry, method_names
-from ..runs import CONFIG_FILE, package_versions, read_run_config, summarize_run
+from ..runs import CONFIG_FILE, package_versions, read_run_config
+from . import training
 from .prepare import DataSource, prepare_projects, project_name
 from .spec import ExperimentSpec, RunSpec, label_free, pretrains, select
+from .training import RUNS_DIR, check_settings, finished
 
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
-RUNS_DIR = "runs"
+FAILED_FILE = "failed.json"
 
 
 @dataclass(frozen=True)
 class GridEvent:
     """Something happened to run ``index`` of ``total``: kind 'start', 'skip' (done already), 'train' (``event``
-    is the engine's), 'evaluate' (testing begins) or 'done' (``result`` is its record)."""
+    is the engine's), 'evaluate' (testing begins), 'done' (``result`` is its record) or 'failed' (``error``)."""
 
     index: int
     total: int
@@ -47,6 +49,7 @@ class GridEvent:
     event: Event | None = None
     result: dict[str, Any] | None = None
     stage: str = ""
+    error: str = ""
 
     def describe(self) -> str:
         """E.g. 'run 4/21: cross-teaching 10% seed 1 — step 120/400'."""
@@ -54,18 +57,21 @@ class GridEvent:
         if isinstance(self.event, Progress):
             stage = f"{self.stage} " if self.stage else ""
             return f"{head} — {stage}step {self.event.step}/{self.event.total}"
+        if self.kind == "failed":
+            return f"{head} — failed: {self.error}"
         return {"skip": f"{head} — done already", "evaluate": f"{head} — testing"}.get(self.kind, head)
 
 
 @dataclass(frozen=True)
 class GridDone:
-    """The invocation ended: runs trained and skipped, whether it was stopped, the report files written."""
+    """The invocation ended: runs trained, skipped and failed, whether it was stopped, the report files written."""
 
     out: Path
     trained: int
     skipped: int
     stopped: bool
     written: tuple[Path, ...] = ()
+    failed: int = 0
 
 
 def clean(value: Any) -> Any:
@@ -85,41 +91,6 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
         return json.loads((Path(run_dir) / RESULT_FILE).read_text())
     except (OSError, ValueError):
         return None
-
-
-def finished(run_dir: Path) -> bool:
-    """Whether a run folder holds a complete checkpoint at its last step."""
-    summary = summarize_run(run_dir)
-    return summary is not None and summary.finished
-
-
-def config_keys(config: type[TrainConfig] | TrainConfig) -> set[str]:
-    """The settings a config takes: its fields and its networks' names."""
-    instance = config() if isinstance(config, type) else config
-    return {f.name for f in dataclasses.fields(instance)} | set(instance.networks)
-
-
-def known_settings(config: type[TrainConfig], settings: dict[str, Any]) -> dict[str, Any]:
-    """The ``settings`` a config class has; a length in iterations wins over a preset's epochs."""
-    given = {k: v for k, v in settings.items() if k in config_keys(config)}
-    if "iterations" in given and "epochs" in config_keys(config):
-        given["epochs"] = 0.0
-    return given
-
-
-def check_settings(spec: ExperimentSpec) -> None:
-    """InputError for a setting that no method of the grid has."""
-    if spec.task == "classification":
-        configs = [method_entry("classification", m).config for m in method_names("classification")]
-        groups = [(spec.overrides, configs)]
-        pre = [method_entry("pretraining", m).config for m in spec.methods if pretrains(spec.task, m)]
-        groups.append((spec.pretrain_overrides, pre or configs))
-    else:
-        groups = [(spec.overrides, [method_entry(spec.task, m).config for m in spec.methods])]
-    for settings, configs in groups:
-        for key in settings:
-            if not any(key in config_keys(c) for c in configs):
-                raise InputError(f"training setting '{key}' unknown to every method of the grid")
 
 
 def open_experiment(spec: ExperimentSpec, out: Path, source: DataSource | None) -> dict[str, Any]:
@@ -170,7 +141,7 @@ def run_experiment(
     check_settings(spec)
     runs = select(spec, only, part)
     record = open_experiment(spec, out, source)
-    trained = skipped = 0
+    trained = skipped = failed = 0
     for index, run in enumerate(runs, 1):
         run_dir = out / RUNS_DIR / run.name
         if cancel.cancelled:
@@ -179,81 +150,51 @@ def run_experiment(
             skipped += 1
             yield GridEvent(index, len(runs), run, "skip")
             continue
-        name = project_name(spec.split, run.seed)
-        project = Project.open(out / name, refresh=False)
         yield GridEvent(index, len(runs), run, "start")
-        resumed = (run_dir / CONFIG_FILE).exists()
-        seconds: dict[str, float] = {}
-        stage, tick = "", time.perf_counter()
-        for event in _train_events(spec, run, project, out, cancel):
-            if isinstance(event, Stage):
-                seconds[stage or "train"] = seconds.get(stage or "train", 0.0) + time.perf_counter() - tick
-                stage, tick = event.name, time.perf_counter()
-            yield GridEvent(index, len(runs), run, "train", event=event, stage=stage)
-        seconds[stage or "train"] = seconds.get(stage or "train", 0.0) + time.perf_counter() - tick
-        if not finished(run_dir):  # stopped: the checkpoint is kept for the next invocation
-            yield GridDone(out, trained, skipped, True, tuple(write_report(out)))
+        try:
+            result = yield from _run_one(spec, run, out, cancel, index, len(runs))
+        except OutputError:  # a full or read-only disk stops every run alike
+            raise
+        except S4MIError as exc:  # this run cannot go on (e.g. a NaN loss): noted, the grid goes on
+            failed += 1
+            run_dir.mkdir(parents=True, exist_ok=True)
+            note = {"name": run.name, "error": str(exc), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            atomic_write_text(run_dir / FAILED_FILE, json.dumps(note, indent=1))
+            yield GridEvent(index, len(runs), run, "failed", error=str(exc))
+            continue
+        if result is None:  # stopped: the checkpoint is kept for the next invocation
+            yield GridDone(out, trained, skipped, True, tuple(write_report(out)), failed)
             return
-        yield GridEvent(index, len(runs), run, "evaluate")
-        tick = time.perf_counter()
-        result = _evaluate(spec, run, project, run_dir, out)
-        seconds["evaluate"] = time.perf_counter() - tick
-        result |= {"seconds": {k: round(v, 1) for k, v in seconds.items() if v > 0.05}, "resumed": resumed}
-        result["data_hash"] = record["projects"][name]["data_hash"]
+        result["data_hash"] = record["projects"][project_name(spec.split, run.seed)]["data_hash"]
         atomic_write_text(run_dir / RESULT_FILE, json.dumps(clean(result), indent=1))
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / FAILED_FILE).unlink()
         trained += 1
         yield GridEvent(index, len(runs), run, "done", result=result)
         write_report(out)
-    yield GridDone(out, trained, skipped, cancel.cancelled, tuple(write_report(out)))
+    yield GridDone(out, trained, skipped, cancel.cancelled, tuple(write_report(out)), failed)
 
 
-def _seg_config(spec: ExperimentSpec, run: RunSpec) -> TrainConfig:
-    entry = method_entry(spec.task, run.method)
-    config = entry.config.for_preset(spec.preset).override(**known_settings(entry.config, spec.overrides))
-    config.seed = run.seed
-    if not label_free(spec.task, run.method):  # a label-free config keeps its own (PiCIE: 0)
-        config.label_fraction = run.fraction
-    if spec.weights:
-        config.set_weights(spec.weights)
-    return config.validate()
-
-
-def _train_events(spec: ExperimentSpec, run: RunSpec, project: Project, out: Path, cancel: CancelToken):
-    """The engine events of one run (classification: its seed's pretraining first, when not done)."""
-    from ..cls_pipeline import plan_pipeline, run_pipeline
-    from ..engine import load_run_config, train
-
+def _run_one(spec: ExperimentSpec, run: RunSpec, out: Path, cancel: CancelToken, index: int, total: int):
+    """Train (or resume) and test one run, yielding its events; returns its result, None when stopped."""
     run_dir = out / RUNS_DIR / run.name
-    if finished(run_dir):
-        return
-    resume = (run_dir / CONFIG_FILE).exists()
-    if spec.task == "segmentation":
-        config = load_run_config(run_dir) if resume else _seg_config(spec, run)
-        yield from train(project, config, run_dir, cancel, resume=resume)
-        return
-    finetune_class = method_entry("classification", method_names("classification")[0]).config
-    finetune = known_settings(finetune_class, spec.overrides) | {"label_fraction": run.fraction, "seed": run.seed}
-    pre_dir = out / RUNS_DIR / spec.unit(run) if pretrains(spec.task, run.method) else None
-    if pre_dir is not None and not finished(pre_dir):
-        again = (pre_dir / CONFIG_FILE).exists()
-        pre_class = method_entry("pretraining", run.method).config
-        pre_settings = known_settings(pre_class, spec.pretrain_overrides)
-        if again:
-            config = load_run_config(pre_dir)
-        else:
-            config = plan_pipeline(run.method, spec.preset, finetune, pre_settings).pretraining
-            if spec.weights:
-                config.set_weights(spec.weights)
-        yield Stage("pretraining", pre_dir, 1, 2)
-        yield from train(project, config, pre_dir, cancel, resume=again)
-        if not finished(pre_dir):
-            return
-    pipeline = plan_pipeline(run.method, spec.preset, finetune, pretrain_from=pre_dir)
-    if spec.weights:
-        pipeline.finetune.set_weights(spec.weights)
-        if pre_dir is None and spec.weights in ("imagenet", "none", "random"):
-            pipeline.finetune.init = spec.weights
-    yield from run_pipeline(project, pipeline, run_dir, cancel, resume=resume)
+    project = Project.open(out / project_name(spec.split, run.seed), refresh=False)
+    resumed = (run_dir / CONFIG_FILE).exists()
+    seconds: dict[str, float] = {}
+    stage, tick = "", time.perf_counter()
+    for event in training.train_events(spec, run, project, out, cancel):
+        if isinstance(event, Stage):
+            seconds[stage or "train"] = seconds.get(stage or "train", 0.0) + time.perf_counter() - tick
+            stage, tick = event.name, time.perf_counter()
+        yield GridEvent(index, total, run, "train", event=event, stage=stage)
+    seconds[stage or "train"] = seconds.get(stage or "train", 0.0) + time.perf_counter() - tick
+    if not finished(run_dir):
+        return None
+    yield GridEvent(index, total, run, "evaluate")
+    tick = time.perf_counter()
+    result = _evaluate(spec, run, project, run_dir, out)
+    seconds["evaluate"] = time.perf_counter() - tick
+    return result | {"seconds": {k: round(v, 1) for k, v in seconds.items() if v > 0.05}, "resumed": resumed}
 
 
 def _evaluate(spec: ExperimentSpec, run: RunSpec, project: Project, run_dir: Path, out: Path) -> dict[str, Any]:

@@ -157,27 +157,28 @@ class ExperimentSpec:
 
     def resolved(self) -> ExperimentSpec:
         """A copy with the preset's defaults filled in and every setting checked (InputError, one line)."""
-        self.task = TASKS.get(self.task, self.task)
-        if self.task not in TASKS.values():
+        task = TASKS.get(self.task, self.task)
+        if task not in TASKS.values():
             raise InputError(f"task '{self.task}' unknown: use seg or cls")
         if self.preset not in PRESETS:
             raise InputError(f"preset '{self.preset}' unknown: use one of {', '.join(PRESETS)}")
         preset = PRESETS[self.preset]
-        known = task_methods(self.task)
+        known = task_methods(task)
         methods = tuple(self.methods) or known
         unknown = [m for m in methods if m not in known]
         if unknown:
-            raise InputError(f"method '{unknown[0]}' unknown for {self.task}: use one of {', '.join(known)}")
+            raise InputError(f"method '{unknown[0]}' unknown for {task}: use one of {', '.join(known)}")
         fractions = tuple(sorted({float(f) for f in (self.fractions or preset.fractions)}))
         if not fractions or fractions[0] <= 0 or fractions[-1] > 1:
             raise InputError(f"label fractions must lie in (0, 100]%; got {', '.join(percent(f) for f in fractions)}")
         seeds = tuple(dict.fromkeys(int(s) for s in (self.seeds or preset.seeds)))
-        overrides = preset.settings.get(self.task, {}) | dict(self.overrides)
+        overrides = preset.settings.get(task, {}) | dict(self.overrides)
         pretrain = preset.settings.get("pretraining", {}) | dict(self.pretrain_overrides)
         split = dataclasses.replace(self.split)
         split.check()
         return dataclasses.replace(
             self,
+            task=task,
             methods=tuple(dict.fromkeys(methods)),
             fractions=fractions,
             seeds=seeds,
