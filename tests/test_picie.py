@@ -9,12 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from napari_s4mi.cli import main
 from napari_s4mi.core.cluster_map import foreground_iou, hungarian_map, read_cluster_choice
 from napari_s4mi.core.engine import train
 from napari_s4mi.core.errors import TrainingError
-from napari_s4mi.core.events import CancelToken, Done, Message, Progress, Validation
+from napari_s4mi.core.events import CancelToken, Done, Progress, Validation
 from napari_s4mi.core.methods import build_method
 from napari_s4mi.core.methods.kmeans import spherical_kmeans
 from napari_s4mi.core.methods.picie import Picie, crop_features
@@ -124,13 +125,15 @@ def test_prediction_gives_classes_through_the_validation_map_or_the_users_pick(t
 
 
 def test_the_map_ignores_test_masks(trained, tmp_path):
-    """A project whose test masks are inverted gives the same fitted map and the same test predictions."""
+    """A project whose test masks are inverted trains the very same network, map and clustering (so the same test
+    predictions): test masks play no part."""
     _, run, _, _ = trained
     other = val_only_project(tmp_path / "project", invert_test=True)
     list(train(other, picie_config(), tmp_path / "run"))
     first, second = (read_trained_run(r, device="cpu").build_method() for r in (run, tmp_path / "run"))
-    assert torch.equal(first.net.cluster_map, second.net.cluster_map)
-    assert torch.equal(first.net.centroids, second.net.centroids)
+    assert first.net.cluster_map.tolist() == second.net.cluster_map.tolist()
+    pairs = zip(first.net.state_dict().items(), second.net.state_dict().items(), strict=True)
+    assert all(a == b and torch.equal(x, y) for (a, x), (b, y) in pairs)
 
 
 class ColourClusters(Picie):
@@ -152,6 +155,18 @@ def test_the_map_is_fitted_on_the_pooled_confusion_not_per_image():
     assert result.score == pytest.approx(9 / (9 + 5 + 3)), "the inverted image is scored as wrong, not remapped"
 
 
+def test_predicted_class_is_the_class_of_the_most_likely_cluster():
+    """With more clusters than classes the class scores still argmax to the mapped most likely cluster."""
+    method = build_method(picie_config(clusters=4), {"classes": ["bg", "fg"]}, torch.device("cpu"), "fp32")
+    method.net.centroids[0].copy_(torch.nn.functional.normalize(torch.randn(4, 128), dim=1))
+    method.net.cluster_map.copy_(torch.tensor([0, 0, 1, 0]))
+    x = torch.randn(2, 3, 64, 64)
+    clusters = method.cluster_probabilities(x).argmax(dim=1)
+    scores = method.predict(x)["cnn"]
+    assert torch.equal(scores.argmax(dim=1), method.net.cluster_map[clusters])
+    assert torch.allclose(scores.sum(dim=1), torch.ones(1), atol=1e-5)
+
+
 def test_hungarian_matching_on_crafted_confusions():
     # greedy majority would send both clusters to class 0; the one-to-one assignment covers more pixels
     assert hungarian_map(np.array([[60, 40], [55, 5]])).tolist() == [1, 0]
@@ -164,13 +179,13 @@ def test_hungarian_matching_on_crafted_confusions():
 
 def test_resume_keeps_the_clustering_and_the_losses(tmp_path):
     project = val_only_project(tmp_path / "project")
-    config = dict(cluster_every=3, val_every=100)
+    config = dict(iterations=3, val_every=100)  # clusterings before steps 0 and 2
     straight = list(train(project, picie_config(**config), tmp_path / "straight"))
     cancel = CancelToken()
     first = []
     for event in train(project, picie_config(**config), tmp_path / "stopped", cancel):
         first.append(event)
-        if isinstance(event, Progress) and event.step == 2:
+        if isinstance(event, Progress) and event.step == 1:
             cancel.cancel()
     stopped = read_trained_run(tmp_path / "stopped", device="cpu", checkpoint="last").build_method()
     assert stopped.net.clustered.item() == 1 and stopped.net.centroids.abs().sum() > 0
@@ -182,15 +197,21 @@ def test_resume_keeps_the_clustering_and_the_losses(tmp_path):
     assert torch.allclose(a.net.centroids, b.net.centroids, atol=1e-6)
 
 
-def test_no_validation_masks_names_the_default_map_in_one_line(tmp_path):
+def test_no_validation_masks_names_the_default_map_in_one_line(tmp_path, capsys):
+    """A project without any mask trains from the command line, says in one line which cluster will be foreground
+    and how to choose, and keeps the foreground picked with --foreground-cluster."""
     slides = sorted(p.name for p in (sample_dir() / "images").iterdir())
     project = create_sample_project(tmp_path / "project", hold_back=tuple(slides))
     project.classes = ["background", "foreground"]
     project.save()
-    events = list(train(project, picie_config(iterations=1), tmp_path / "run"))
-    lines = [e.text for e in events if isinstance(e, Message) and "no validation masks" in e.text]
-    assert len(lines) == 1 and "\n" not in lines[0] and "cluster 0" in lines[0] and "--foreground" in lines[0]
-    assert isinstance(events[-1], Done) and read_cluster_choice(tmp_path / "run").fitted is None
+    args = ["train", "seg", "--project", str(project.root), "--out", str(tmp_path / "run"), "--method", "picie"]
+    args += ["--iterations", "1", "--input-size", "64", "--labeled-batch", "2", "--device", "cpu"]
+    assert main(args + ["--precision", "fp32", "--weights", "none", "--foreground-cluster", "1"]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if "no validation masks" in line]
+    assert len(lines) == 1 and "cluster 0" in lines[0] and "--foreground" in lines[0]
+    choice = read_cluster_choice(tmp_path / "run")
+    assert choice.fitted is None and choice.foreground == [1] and choice.in_use == [0, 1]
 
 
 def test_feature_crop_follows_the_image_crop():
@@ -221,3 +242,105 @@ def test_build_method_uses_the_networks_buffers_not_new_parameters():
     net = method.net
     assert all(not name.startswith("labeler") for name, _ in net.named_parameters())
     assert any(name.startswith("labeler") for name in net.state_dict())
+
+
+# ----------------------------------------------------------------------------------------------- real ISIC images
+
+ISIC = SHARED_DATA / "isic2017"
+N_TRAIN, N_VAL, N_TEST, SIZE, STEPS = 400, 100, 200, 64, 300
+
+
+def isic_mask(image_id: str) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(ISIC / "masks" / f"{image_id}_segmentation.png")) > 0
+
+
+def pooled_iou(predict, ids) -> float:
+    """Pooled foreground IoU over the ``ids``' ISIC images at their own 256 px, ``predict(slide)`` -> labels."""
+    from napari_s4mi.core.io import open_slide
+    from napari_s4mi.core.metrics import ConfusionCounts
+
+    counts = ConfusionCounts()
+    for image_id in ids:
+        with open_slide(ISIC / "images" / f"{image_id}.jpg") as slide:
+            counts.add(predict(slide), isic_mask(image_id))
+    return counts.iou()
+
+
+def otsu_iou(ids, dark: bool) -> float:
+    """Pooled IoU of a per-image Otsu threshold of the grayscale image (``dark``: below it is foreground)."""
+    from PIL import Image
+    from skimage.filters import threshold_otsu
+
+    from napari_s4mi.core.metrics import ConfusionCounts
+
+    counts = ConfusionCounts()
+    for image_id in ids:
+        gray = np.asarray(Image.open(ISIC / "images" / f"{image_id}.jpg").convert("L"), dtype=np.float32)
+        level = threshold_otsu(gray)
+        counts.add(gray < level if dark else gray > level, isic_mask(image_id))
+    return counts.iou()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ISIC / "masks").is_dir(), reason="needs ../shared/data/isic2017")
+def test_picie_beats_all_foreground_and_untrained_kmeans_on_isic(tmp_path):
+    """PiCIE trained briefly at 64 px (random init, no training masks) against: all foreground, k-means (k = 2) on
+    the features of the same network untrained, each with its map fitted on the same validation masks; and, printed
+    beside them, a per-image Otsu threshold whose polarity is fitted on validation."""
+    from napari_s4mi.core.engine import prepare_data
+    from napari_s4mi.core.inference import predict_slide
+    from napari_s4mi.core.project import Project
+    from napari_s4mi.core.tasks.segmentation import tiling_spec
+
+    ids = sorted(p.stem for p in (ISIC / "images").glob("*.jpg"))
+    order = np.random.default_rng(0).permutation(len(ids))
+    train_ids, val_ids, test_ids = (
+        [ids[i] for i in order[a:b]] for a, b in ((0, N_TRAIN), (N_TRAIN, N_TRAIN + N_VAL), (N_TRAIN + N_VAL, -1))
+    )
+    test_ids = test_ids[:N_TEST]
+    slides, masks = tmp_path / "slides", tmp_path / "masks"
+    slides.mkdir(), masks.mkdir()
+    for image_id in train_ids + val_ids:
+        (slides / f"{image_id}.jpg").symlink_to(ISIC / "images" / f"{image_id}.jpg")
+    for image_id in val_ids:  # the only masks the project has
+        name = f"{image_id}_segmentation.png"
+        (masks / name).symlink_to(ISIC / "masks" / name)
+    project = Project.create(slides, project_dir=tmp_path / "project")
+    project.import_masks(masks)
+    for slide_id in project.annotated_ids():
+        project.record(slide_id).split = "val"
+    project.save()
+    config = make_config(
+        "segmentation",
+        "picie",
+        iterations=STEPS,
+        input_size=SIZE,
+        device="cpu",
+        precision="fp32",
+        val_every=50,
+        checkpoint_every=STEPS,
+        cnn=dict(TINY_FPN),
+    )
+    data = prepare_data(project, config)
+    torch.manual_seed(config.seed)  # the initialisation training starts from
+    untrained = build_method(config, data.run_info(), torch.device("cpu"), "fp32")
+    untrained.refresh(0, data.sample_batches(0, torch.device("cpu")))
+    untrained.evaluate(data.validation_batches(torch.device("cpu")))  # its map, fitted on validation
+
+    def untrained_labels(slide):
+        tiles = lambda x: untrained.predict(x)["cnn"]  # noqa: E731
+        return predict_slide(slide, tiles, tiling_spec(config), 2, data.red_norm, batch_size=32).labels
+
+    list(train(project, config, tmp_path / "run"))
+    predictor = open_predictor(tmp_path / "run", device="cpu")
+    scores = {
+        "picie": pooled_iou(lambda slide: predictor.predict(slide, batch_size=32).labels, test_ids),
+        "untrained k-means": pooled_iou(untrained_labels, test_ids),
+        "all foreground": pooled_iou(lambda slide: np.ones(slide.shape[:2], np.uint8), test_ids),
+        "otsu": otsu_iou(test_ids, dark=otsu_iou(val_ids, True) >= otsu_iou(val_ids, False)),
+    }
+    print(f"ISIC-2017 test IoU ({SIZE} px, {STEPS} steps): " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    assert scores["picie"] > scores["all foreground"]
+    assert scores["picie"] > scores["untrained k-means"]

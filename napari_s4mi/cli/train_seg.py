@@ -94,6 +94,13 @@ def add_seg_parser(tasks: argparse._SubParsersAction) -> None:
     )
     seg.add_argument("--init-from", type=Path, help="warm start from a finished run's weights (default: none)")
     seg.add_argument(
+        "--clusters",
+        type=int,
+        metavar="K",
+        help="picie: k of k-means; more clusters than classes (e.g. 4) are mapped to classes on validation "
+        "(default: 2)",
+    )
+    seg.add_argument(
         "--foreground-cluster",
         type=int,
         action="append",
@@ -131,6 +138,7 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
             "zoom_max": args.zoom[1] if args.zoom else None,
             "colour_jitter": args.colour_jitter,
             "cuda_graphs": args.cuda_graphs,
+            "clusters": args.clusters,
             "foreground_clusters": args.foreground_cluster,
         }
         config = make_config(SEG, args.method, args.preset, **overrides)

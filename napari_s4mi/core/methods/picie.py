@@ -163,10 +163,13 @@ class Picie(SegMethod):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Class probabilities: each cluster's probability added to its class."""
+        """Class scores: each class's most likely cluster's probability, normalised to sum 1, so the predicted class
+        is the class of the most likely cluster, as in validation. (Summing a class's clusters would not be: with
+        k > 2 three near-tied background clusters outvote the foreground cluster that is the argmax.)"""
         probs = self.cluster_probabilities(x)
-        onehot = F.one_hot(self.class_map().long(), self.num_classes).to(probs.dtype)
-        return {self.name: torch.einsum("nkhw,kc->nchw", probs, onehot)}
+        owner = F.one_hot(self.class_map().long(), self.num_classes).to(probs.dtype).T[None, :, :, None, None]
+        scores = (probs[:, None] * owner).amax(dim=2)  # (N, C, H, W)
+        return {self.name: scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-12)}
 
     def evaluate(self, batches: Iterable[Batch]) -> Evaluation:
         """Fit the cluster -> class map on the pooled validation confusion (Hungarian), then foreground IoU."""
