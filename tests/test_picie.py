@@ -285,10 +285,12 @@ def otsu_iou(ids, dark: bool) -> float:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (ISIC / "masks").is_dir(), reason="needs ../shared/data/isic2017")
-def test_picie_beats_all_foreground_and_untrained_kmeans_on_isic(tmp_path):
-    """PiCIE trained briefly at 64 px (random init, no training masks) against: all foreground, k-means (k = 2) on
-    the features of the same network untrained, each with its map fitted on the same validation masks; and, printed
-    beside them, a per-image Otsu threshold whose polarity is fitted on validation."""
+@pytest.mark.parametrize("clusters", [2, 4])
+def test_picie_beats_all_foreground_and_untrained_kmeans_on_isic(tmp_path, clusters):
+    """PiCIE trained briefly at 64 px (random init, no training masks; k = 2, the default, and k = 4) against: all
+    foreground, and k-means (k = 2, and k as PiCIE's) on the features of the same network untrained, each with its
+    map fitted on the same validation masks; printed beside them, a per-image Otsu threshold whose polarity is fitted
+    on validation."""
     from napari_s4mi.core.engine import prepare_data
     from napari_s4mi.core.inference import predict_slide
     from napari_s4mi.core.project import Project
@@ -312,35 +314,29 @@ def test_picie_beats_all_foreground_and_untrained_kmeans_on_isic(tmp_path):
     for slide_id in project.annotated_ids():
         project.record(slide_id).split = "val"
     project.save()
-    config = make_config(
-        "segmentation",
-        "picie",
-        iterations=STEPS,
-        input_size=SIZE,
-        device="cpu",
-        precision="fp32",
-        val_every=50,
-        checkpoint_every=STEPS,
-        cnn=dict(TINY_FPN),
-    )
+    settings = dict(iterations=STEPS, input_size=SIZE, device="cpu", precision="fp32", cnn=dict(TINY_FPN))
+    config = make_config("segmentation", "picie", clusters=clusters, val_every=50, checkpoint_every=STEPS, **settings)
     data = prepare_data(project, config)
-    torch.manual_seed(config.seed)  # the initialisation training starts from
-    untrained = build_method(config, data.run_info(), torch.device("cpu"), "fp32")
-    untrained.refresh(0, data.sample_batches(0, torch.device("cpu")))
-    untrained.evaluate(data.validation_batches(torch.device("cpu")))  # its map, fitted on validation
+    cpu = torch.device("cpu")
 
-    def untrained_labels(slide):
-        tiles = lambda x: untrained.predict(x)["cnn"]  # noqa: E731
-        return predict_slide(slide, tiles, tiling_spec(config), 2, data.red_norm, batch_size=32).labels
+    def untrained_kmeans(k: int):
+        """k-means of the untrained network's features (the initialisation training starts from), mapped on val."""
+        baseline = make_config("segmentation", "picie", clusters=k, **settings)
+        torch.manual_seed(baseline.seed)
+        method = build_method(baseline, data.run_info(), cpu, "fp32")
+        method.refresh(0, data.sample_batches(0, cpu))
+        method.evaluate(data.validation_batches(cpu))
+        tiles = lambda x: method.predict(x)["cnn"]  # noqa: E731
+        return lambda slide: predict_slide(slide, tiles, tiling_spec(baseline), 2, data.red_norm, batch_size=32).labels
 
+    untrained = {k: untrained_kmeans(k) for k in sorted({2, clusters})}
     list(train(project, config, tmp_path / "run"))
     predictor = open_predictor(tmp_path / "run", device="cpu")
-    scores = {
-        "picie": pooled_iou(lambda slide: predictor.predict(slide, batch_size=32).labels, test_ids),
-        "untrained k-means": pooled_iou(untrained_labels, test_ids),
-        "all foreground": pooled_iou(lambda slide: np.ones(slide.shape[:2], np.uint8), test_ids),
-        "otsu": otsu_iou(test_ids, dark=otsu_iou(val_ids, True) >= otsu_iou(val_ids, False)),
-    }
+    scores = {f"picie k={clusters}": pooled_iou(lambda slide: predictor.predict(slide, batch_size=32).labels, test_ids)}
+    scores |= {f"untrained k-means k={k}": pooled_iou(labels, test_ids) for k, labels in untrained.items()}
+    scores["all foreground"] = pooled_iou(lambda slide: np.ones(slide.shape[:2], np.uint8), test_ids)
+    scores["otsu"] = otsu_iou(test_ids, dark=otsu_iou(val_ids, True) >= otsu_iou(val_ids, False))
     print(f"ISIC-2017 test IoU ({SIZE} px, {STEPS} steps): " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-    assert scores["picie"] > scores["all foreground"]
-    assert scores["picie"] > scores["untrained k-means"]
+    picie = scores[f"picie k={clusters}"]
+    assert picie > scores["all foreground"]
+    assert all(picie > scores[f"untrained k-means k={k}"] for k in untrained)
