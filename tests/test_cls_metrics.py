@@ -134,3 +134,20 @@ def test_class_weights_inverse_frequency_mean_one():
     with pytest.raises(ValueError):
         class_weights([0, 0])
     np.testing.assert_array_equal(class_counts(np.array([[1, 0], [1, 1]]), 2, multi_label=True), [2, 1])
+
+
+def test_average_ranks_match_scipy_and_need_no_scipy_stats() -> None:
+    """AUROC's ranks without scipy.stats (its import in the training thread froze napari at fine-tuning's start)."""
+    import subprocess
+    import sys
+
+    from scipy.stats import rankdata
+
+    from napari_s4mi.core.cls_metrics import average_ranks
+
+    rng = np.random.default_rng(0)
+    for values in (rng.random(50), rng.integers(0, 5, 60).astype(float), np.array([3.0]), np.array([2.0, 2.0, 2.0])):
+        assert np.allclose(average_ranks(values), rankdata(values))
+    code = "import sys, napari_s4mi.core.cls_metrics; print('scipy.stats' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

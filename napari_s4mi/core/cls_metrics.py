@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 _LAYOUTS = {False: "rows true, columns predicted", True: "per class [[TN, FP], [FN, TP]]"}
 
@@ -221,5 +220,18 @@ def _auroc(positive: np.ndarray, score: np.ndarray) -> float:
     n_neg = positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return math.nan
-    ranks = rankdata(score)  # ties get their average rank, i.e. count half
+    ranks = average_ranks(score)  # ties get their average rank, i.e. count half
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given their average rank (as scipy.stats.rankdata; NumPy only, because importing
+    scipy.stats in a training thread loads ~400 modules with the GIL held and froze napari for ~0.5 s)."""
+    values = np.asarray(values).ravel()
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], values.size]
+    ranks = np.empty(values.size, np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
