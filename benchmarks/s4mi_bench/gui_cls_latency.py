@@ -14,7 +14,6 @@ saliency_insert_ms), their counts of gaps over 50 ms, and seconds per step as th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .event_loop import EventLoopGaps
-from .gui_latency import SETTLE_S, SLIDE_SHAPE, _wait, insertion_windows
+from .gui_latency import SETTLE_S, SLIDE_SHAPE, _wait, add_guest_argument, insertion_windows, measure_and_print
 
 GAP_MS = 50.0
 
@@ -185,17 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-steps", type=int, default=6 if quick else 16)
     parser.add_argument("--finetune-steps", type=int, default=4 if quick else 10)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--guest", action="store_true", help="as in a plain `napari` with the plugin (no process-wide tweaks)"
-    )
+    add_guest_argument(parser)
     args = parser.parse_args(argv)
-    if not args.guest:
-        from napari_s4mi.core.host import claim_process
-
-        claim_process("s4mi bench")
-    result = run(args.pretrain_steps, args.finetune_steps, args.device)
-    print(json.dumps(result | {"mode": "plain napari (guest)" if args.guest else "s4mi napari"}), flush=True)
-    return 0
+    return measure_and_print(args.guest, lambda: run(args.pretrain_steps, args.finetune_steps, args.device))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -181,15 +182,25 @@ def main(argv: list[str] | None = None) -> int:
     quick = os.environ.get("S4MI_BENCH_QUICK", "0") == "1"
     parser.add_argument("--iterations", type=int, default=8 if quick else 20)
     parser.add_argument("--device", default="cpu")
+    add_guest_argument(parser)
+    args = parser.parse_args(argv)
+    return measure_and_print(args.guest, lambda: run(args.iterations, args.device))
+
+
+def add_guest_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--guest", action="store_true", help="as in a plain `napari` with the plugin (no process-wide tweaks)"
     )
-    args = parser.parse_args(argv)
-    if not args.guest:
+
+
+def measure_and_print(guest: bool, measure: Callable[[], dict]) -> int:
+    """Run ``measure`` as `s4mi napari` (the process claimed: process-wide tweaks on) or as a guest in a plain
+    napari, and print its result with the mode as one JSON line."""
+    if not guest:
         from napari_s4mi.core.host import claim_process
 
-        claim_process("s4mi bench")  # measures what `s4mi napari` gives (its own process, process-wide tweaks on)
-    result = run(args.iterations, args.device) | {"mode": "plain napari (guest)" if args.guest else "s4mi napari"}
+        claim_process("s4mi bench")
+    result = measure() | {"mode": "plain napari (guest)" if guest else "s4mi napari"}
     print(json.dumps(result), flush=True)
     return 0
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..core.config import DEVICES, PRECISIONS
@@ -101,6 +102,19 @@ def report_unreadable(project) -> None:
         print(f"s4mi: warning: {project.slides_dir / name}: left out, not a readable slide: {reason}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def cancel_on_signals(cancel) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM cancel ``cancel`` (the job stops after its step) instead of killing the
+    command; the previous handlers come back on exit."""
+    stops = [signal.SIGINT, signal.SIGTERM] if hasattr(signal, "SIGTERM") else [signal.SIGINT]
+    previous = {number: signal.signal(number, lambda *_: cancel.cancel()) for number in stops}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def run_with_ctrl_c(start: Callable, out: Path) -> int:
     """Drive ``start(cancel)``'s events with a progress bar; Ctrl-C or SIGTERM stops after the step with a
     checkpoint."""
@@ -108,13 +122,8 @@ def run_with_ctrl_c(start: Callable, out: Path) -> int:
     from ..core.events import CancelToken
 
     cancel = CancelToken()
-    stops = [signal.SIGINT, signal.SIGTERM] if hasattr(signal, "SIGTERM") else [signal.SIGINT]
-    previous = {number: signal.signal(number, lambda *_: cancel.cancel()) for number in stops}
-    try:
+    with cancel_on_signals(cancel):
         done = drive(start(cancel))
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     if done is None:
         return 0
     state = "stopped (resume with --resume)" if done.cancelled else "finished"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import signal
 import sys
 from pathlib import Path
 
 from ..core.experiment.spec import PRESETS, TASKS, task_methods
-from .common import add_device_arguments
+from .common import add_device_arguments, cancel_on_signals
 
 
 def _percent(text: str) -> float:
@@ -176,13 +175,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     spec = _spec(args, _task(args, source))
     part = parse_part(args.part) if args.part else None
     cancel = CancelToken()
-    stops = [signal.SIGINT, signal.SIGTERM] if hasattr(signal, "SIGTERM") else [signal.SIGINT]
-    previous = {number: signal.signal(number, lambda *_: cancel.cancel()) for number in stops}
-    try:
+    with cancel_on_signals(cancel):
         done = _drive(run_experiment(spec, args.out, source if given else None, cancel, tuple(args.only or ()), part))
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     if done is None:
         return 0
     state = "stopped (run the same command again to resume)" if done.stopped else "finished"

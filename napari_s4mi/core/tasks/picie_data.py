@@ -18,7 +18,7 @@ from ..picie_views import picie_views
 from ..project import Project
 from ..project.mask_checks import check_training_masks, require_foreground
 from .base import HostBatch, TrainingData
-from .segmentation import VALIDATION_BATCH, tiling_spec
+from .segmentation import mask_validation_batches, tiling_spec
 
 SAMPLE_BATCH = 16
 
@@ -95,15 +95,7 @@ class PicieData(TrainingData):
         return self.val is not None
 
     def validation_batches(self, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-        tiles = self.val
-        if tiles is None:
-            return
-        for start in range(0, len(tiles), VALIDATION_BATCH):
-            end = start + VALIDATION_BATCH
-            yield {
-                "image": normalise_batch(tiles.images[start:end], self.red_norm, device),
-                "mask": torch.from_numpy(tiles.masks[start:end]),
-            }
+        return mask_validation_batches(self.val, self.red_norm, device)
 
     def steps_per_epoch(self) -> float | None:
         return len(self.train) / self.config.labeled_batch

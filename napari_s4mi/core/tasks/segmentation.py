@@ -74,15 +74,21 @@ class SegmentationData(TrainingData):
         return self.val is not None
 
     def validation_batches(self, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-        tiles = self.val
-        if tiles is None:
-            return
-        for start in range(0, len(tiles), VALIDATION_BATCH):
-            end = start + VALIDATION_BATCH
-            yield {
-                "image": normalise_batch(tiles.images[start:end], self.red_norm, device),
-                "mask": torch.from_numpy(tiles.masks[start:end]),
-            }
+        return mask_validation_batches(self.val, self.red_norm, device)
 
     def describe_batch(self) -> str:
         return f"batch {self.config.labeled_batch}+{self.n_unlabeled}, input {self.config.input_size} px"
+
+
+def mask_validation_batches(
+    tiles: TileSet | None, red_norm: bool, device: torch.device
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Validation tiles with their masks in batches of VALIDATION_BATCH (none without validation tiles)."""
+    if tiles is None:
+        return
+    for start in range(0, len(tiles), VALIDATION_BATCH):
+        end = start + VALIDATION_BATCH
+        yield {
+            "image": normalise_batch(tiles.images[start:end], red_norm, device),
+            "mask": torch.from_numpy(tiles.masks[start:end]),
+        }
