@@ -33,6 +33,7 @@ RECORDED = {
 @pytest.mark.parametrize("method", list(RECORDED))
 def test_first_losses_equal_the_recorded_ones(sample_project, method):
     settings = dict(method=method, iterations=3, val_every=3, checkpoint_every=3, label_fraction=0.5)
+    settings["cnn"] = {"arch": "unet", "encoder": "resnet18", "weights": "none"}  # the network of the recording
     if method == "supervised":
         settings.update(labeled_batch=4, unlabeled_batch=0)
     events = list(train(sample_project, tiny_config(**settings), sample_project.root / "runs" / method))
