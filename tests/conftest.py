@@ -88,7 +88,6 @@ def s4mi_viewer(make_napari_viewer, qtbot):
             job.stop(wait_s=120)
             assert not job.running, f"{name} worker still running at teardown"
             qtbot.waitUntil(lambda job=job: not job.worker.is_running, timeout=10_000)
-    widgets["Train"].curve.close_drawer()
 
 
 def tiny_training(train_widget, iterations: int, input_size: int = 64) -> None:

@@ -3,34 +3,31 @@
 Before any data it says what it waits for; before the first validation, at which step that comes. The history of a
 resumed run is read back from its ``metrics.jsonl`` (``load_history``), so the curve shows the whole run.
 
-matplotlib draws the figure with its Agg renderer on a helper thread (~100–180 ms a draw on a 2-core CPU, too long
-for the GUI thread); the GUI thread only shows the finished image. One draw is in flight at a time, at most one per
-``REDRAW_EVERY_S`` while steps come in; the latest data always ends up drawn.
+Drawn with QPainter on the GUI thread (a few polylines and labels: C++ work of about a millisecond). An earlier
+matplotlib version drew on a helper thread, but its Python held the GIL for 100-180 ms a drawing and made the event
+loop wait for it while training. New data only schedules a repaint; Qt folds a burst of steps into one paint.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from qtpy.QtCore import QPoint, QSize, QTimer, Signal
-from qtpy.QtGui import QImage, QPainter, QPaintEvent, QResizeEvent
+from qtpy.QtCore import QPointF, QRectF, QSize, Qt
+from qtpy.QtGui import QColor, QFont, QImage, QPainter, QPaintEvent, QPen, QPolygonF
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-REDRAW_EVERY_S = 1.0
 MAX_POINTS = 2000  # longer loss curves are drawn as the means of MAX_POINTS bins
-
-
-SERIES_COLOURS = ("tab:orange", "tab:green", "tab:red", "tab:purple")
+LOSS_COLOUR = "#1f77b4"
+SERIES_COLOURS = ("#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+MARGINS = (46, 20, 40, 34)  # left (loss ticks), top (title), right (0-1 ticks), bottom (step ticks and label)
 
 
 @dataclass(frozen=True)
 class CurveData:
-    """What one drawing shows, copied on the GUI thread: the loss, validation series by name, a note."""
+    """What one drawing shows: the loss, validation series by name, a note, a title, and the colours to use."""
 
     steps: tuple[int, ...]
     losses: tuple[float, ...]
@@ -39,10 +36,12 @@ class CurveData:
     title: str
     width: int
     height: int
-    dpr: float
+    dpr: float = 1.0
+    foreground: str = "#000000"
+    background: str = "#ffffff"
 
 
-def binned(steps: tuple[int, ...], values: tuple[float, ...], max_points: int = MAX_POINTS):
+def binned(steps: Sequence[int], values: Sequence[float], max_points: int = MAX_POINTS):
     """At most ``max_points`` (step, value) pairs: the means of consecutive bins when there are more."""
     x, y = np.asarray(steps, float), np.asarray(values, float)
     if len(x) <= max_points:
@@ -51,73 +50,170 @@ def binned(steps: tuple[int, ...], values: tuple[float, ...], max_points: int = 
     return np.add.reduceat(x, edges[:-1]) / np.diff(edges), np.add.reduceat(y, edges[:-1]) / np.diff(edges)
 
 
-def render(data: CurveData) -> QImage:
-    """Draw the curve with matplotlib's Agg canvas (any thread) into an RGBA QImage of the widget's size."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def nice_ticks(low: float, high: float, most: int = 5) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten apart) covering [low, high], at most ``most`` of them."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return [low] if math.isfinite(low) else []
+    power = 10.0 ** math.floor(math.log10((high - low) / max(most, 1)))
+    for step in (m * power for m in (1, 2, 5, 10, 20, 50)):  # the finest spacing that gives at most `most` ticks
+        first = math.ceil(low / step - 1e-9) * step
+        ticks = [first + k * step for k in range(int((high - first) / step + 1e-9) + 1)]
+        if len(ticks) <= most:
+            break
+    return [float(f"{t:.12g}") + 0.0 for t in ticks]  # no float noise (0.6000000000000001), no -0.0
 
-    dpi = 100.0 * data.dpr
-    figure = Figure(figsize=(data.width / 100.0, data.height / 100.0), dpi=dpi, layout="constrained")
-    canvas = FigureCanvasAgg(figure)
-    loss_axes = figure.add_subplot(111)
-    loss_axes.tick_params(labelsize=7)
+
+def tick_label(value: float) -> str:
+    """A short label: integers without decimals, small and large values in %g form."""
+    if value == int(value) and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.3g}"
+
+
+def _span(values: np.ndarray) -> tuple[float, float]:
+    """The finite range of ``values`` with 5% padding (a flat or empty range is widened)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    pad = 0.05 * (high - low) if high > low else max(abs(high) * 0.1, 0.5)
+    return low - pad, high + pad
+
+
+def paint_curve(painter: QPainter, data: CurveData) -> None:
+    """Draw ``data`` into the painter's device, ``data.width`` × ``data.height`` logical pixels."""
+    fg, bg = QColor(data.foreground), QColor(data.background)
+    painter.fillRect(QRectF(0, 0, data.width, data.height), bg)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    font = QFont(painter.font())
+    font.setPointSizeF(7.5)
+    painter.setFont(font)
+    painter.setPen(fg)
     if data.title:
-        loss_axes.set_title(data.title, fontsize=8)
+        painter.drawText(QRectF(0, 2, data.width, MARGINS[1]), Qt.AlignmentFlag.AlignHCenter, data.title)
     if not data.steps:
-        loss_axes.set_axis_off()
-        loss_axes.text(0.5, 0.5, data.note or "no training yet", ha="center", va="center", fontsize=9, wrap=True)
-    else:
-        x, y = binned(data.steps, data.losses)
-        loss_axes.plot(x, y, color="tab:blue", linewidth=1)
-        loss_axes.set_xlabel("step", fontsize=8)
-        loss_axes.set_ylabel("loss", color="tab:blue", fontsize=8)
-        metric_axes = loss_axes.twinx()
-        metric_axes.tick_params(labelsize=7)
-        metric_axes.set_ylim(0.0, 1.0)
-        for colour, (name, steps, values) in zip(SERIES_COLOURS, data.series, strict=False):
-            metric_axes.plot(steps, values, "o-", color=colour, markersize=3, label=name)
-        if any(steps for _, steps, _ in data.series):
-            metric_axes.legend(loc="lower right", fontsize=7, frameon=False)
-            metric_axes.set_ylabel("validation", fontsize=8)
-        elif data.note:
-            metric_axes.text(
-                0.98, 0.04, data.note, ha="right", va="bottom", fontsize=7, transform=metric_axes.transAxes
-            )
-    canvas.draw()
-    buffer = np.asarray(canvas.buffer_rgba()).copy()
-    height, width = buffer.shape[:2]
-    image = QImage(buffer.data, width, height, 4 * width, QImage.Format.Format_RGBA8888).copy()
+        box = QRectF(12, 0, data.width - 24, data.height)
+        flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
+        painter.drawText(box, int(flags), data.note or "no training yet")
+        return
+    left, top, right, bottom = MARGINS
+    plot = QRectF(left, top, max(data.width - left - right, 10), max(data.height - top - bottom, 10))
+    x, y = binned(data.steps, data.losses)
+    all_steps = np.concatenate([x, *(np.asarray(s, float) for _, s, _ in data.series)])
+    x_low, x_high = float(all_steps.min()), float(all_steps.max())
+    if x_high <= x_low:
+        x_low, x_high = x_low - 1, x_high + 1
+    y_low, y_high = _span(y)
+
+    def to_x(step: float) -> float:
+        return plot.left() + (step - x_low) / (x_high - x_low) * plot.width()
+
+    def to_y(value: float, low: float, high: float) -> float:
+        return plot.bottom() - (value - low) / (high - low) * plot.height()
+
+    _axes(painter, plot, fg, (x_low, x_high), (y_low, y_high), with_metrics=bool(data.series))
+    painter.setClipRect(plot.adjusted(-3, -3, 3, 3))
+    painter.setPen(QPen(QColor(LOSS_COLOUR), 1.2))
+    finite = np.isfinite(y)
+    loss_points = [QPointF(to_x(a), to_y(b, y_low, y_high)) for a, b in zip(x[finite], y[finite], strict=True)]
+    painter.drawPolyline(QPolygonF(loss_points))
+    for colour, (_, steps, values) in zip(SERIES_COLOURS, data.series, strict=False):
+        points = [QPointF(to_x(s), to_y(min(max(v, 0.0), 1.0), 0.0, 1.0)) for s, v in zip(steps, values, strict=False)]
+        painter.setPen(QPen(QColor(colour), 1.2))
+        painter.drawPolyline(QPolygonF(points))
+        painter.setBrush(QColor(colour))
+        for point in points:
+            painter.drawEllipse(point, 2.2, 2.2)
+    painter.setClipping(False)
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    _legend(painter, plot, fg, data)
+
+
+def _axes(
+    painter: QPainter, plot: QRectF, fg: QColor, xs: tuple[float, float], ys: tuple[float, float], with_metrics: bool
+) -> None:
+    """The frame, step ticks below, loss ticks left (in the loss colour) and, with validations, 0-1 ticks right."""
+    grid = QColor(fg)
+    grid.setAlphaF(0.12)
+    painter.setPen(QPen(fg, 0.8))
+    painter.drawRect(plot)
+    metrics = painter.fontMetrics()
+    height = metrics.height()
+    for tick in nice_ticks(*xs, most=max(2, int(plot.width() // 70))):
+        px = plot.left() + (tick - xs[0]) / (xs[1] - xs[0]) * plot.width()
+        painter.drawLine(QPointF(px, plot.bottom()), QPointF(px, plot.bottom() + 3))
+        box = QRectF(px - 30, plot.bottom() + 3, 60, height)
+        painter.drawText(box, int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop), tick_label(tick))
+    painter.drawText(
+        QRectF(plot.left(), plot.bottom() + 2 + height, plot.width(), height), Qt.AlignmentFlag.AlignHCenter, "step"
+    )
+    loss_pen = QPen(QColor(LOSS_COLOUR), 0.8)
+    for tick in nice_ticks(*ys, most=max(2, int(plot.height() // 30))):
+        py = plot.bottom() - (tick - ys[0]) / (ys[1] - ys[0]) * plot.height()
+        painter.setPen(QPen(grid, 0.8))
+        painter.drawLine(QPointF(plot.left(), py), QPointF(plot.right(), py))
+        painter.setPen(loss_pen)
+        box = QRectF(0, py - height / 2, plot.left() - 4, height)
+        painter.drawText(box, int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), tick_label(tick))
+    painter.setPen(QPen(fg, 0.8))
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0) if with_metrics else ():
+        py = plot.bottom() - tick * plot.height()
+        painter.drawLine(QPointF(plot.right(), py), QPointF(plot.right() + 3, py))
+        box = QRectF(plot.right() + 5, py - height / 2, 40, height)
+        painter.drawText(box, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), f"{tick:g}")
+
+
+def _legend(painter: QPainter, plot: QRectF, fg: QColor, data: CurveData) -> None:
+    """Names and colours at the plot's upper right (where a falling loss is not), and the note at its lower left
+    while there is no validation yet."""
+    metrics = painter.fontMetrics()
+    rows: list[tuple[str, str]] = [("loss", LOSS_COLOUR)]
+    rows += [(f"val. {name}", colour) for colour, (name, _, _) in zip(SERIES_COLOURS, data.series, strict=False)]
+    height = metrics.height()
+    width = max(metrics.horizontalAdvance(text) for text, _ in rows) + 22
+    corner = QPointF(plot.right() - width - 4, plot.top() + 4)
+    for k, (text, colour) in enumerate(rows):
+        y = corner.y() + k * height + height / 2
+        painter.setPen(QPen(QColor(colour), 2.0))
+        painter.drawLine(QPointF(corner.x(), y), QPointF(corner.x() + 14, y))
+        painter.setPen(fg)
+        box = QRectF(corner.x() + 18, y - height / 2, width, height)
+        painter.drawText(box, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+    if data.note and not any(steps for _, steps, _ in data.series):
+        painter.setPen(fg)
+        box = QRectF(plot.left() + 4, plot.bottom() - 2 * height - 4, plot.width() - 8, 2 * height)
+        flags = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom | Qt.TextFlag.TextWordWrap
+        painter.drawText(box, int(flags), data.note)
+
+
+def render(data: CurveData) -> QImage:
+    """``data`` drawn into an ARGB image of ``width`` × ``height`` logical pixels (for tests and screenshots)."""
+    image = QImage(
+        max(1, round(data.width * data.dpr)), max(1, round(data.height * data.dpr)), QImage.Format.Format_ARGB32
+    )
     image.setDevicePixelRatio(data.dpr)
+    painter = QPainter(image)
+    try:
+        paint_curve(painter, data)
+    finally:
+        painter.end()
     return image
 
 
 class TrainingCurve(QWidget):
-    """Loss (left axis) and validation metrics (right axis, 0-1) against the step, drawn off the GUI thread."""
-
-    drawn = Signal(object, object)  # (QImage or None, the CurveData drawn), emitted from the drawing thread
+    """Loss (left axis) and validation metrics (right axis, 0-1) against the step, painted by the GUI thread."""
 
     def __init__(self) -> None:
         super().__init__()
         self.setMinimumSize(QSize(240, 180))
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self._image: QImage | None = None
         self.steps: list[int] = []
         self.losses: list[float] = []
         self.series: dict[str, tuple[list[int], list[float]]] = {}
         self.note = "press Start to train: the loss and validation scores will show here"
         self.title = ""
-        self.redraws = 0  # drawings shown
-        self.shown_steps = 0  # loss points in the drawing on show
-        self._drawer: ThreadPoolExecutor | None = None  # started on the first drawing, ended by close_drawer
-        self._in_flight: Future | None = None
-        self._dirty = False
-        self._requested_at = 0.0
-        self._lock = threading.Lock()
-        self._later = QTimer(self)
-        self._later.setSingleShot(True)
-        self._later.timeout.connect(self._request)
-        self.drawn.connect(self._show_image)
-        self._request()
+        self.redraws = 0  # paints so far
+        self.shown_steps = 0  # loss points in the latest paint
 
     # --------------------------------------------------------------------------------------------- data
 
@@ -131,18 +227,18 @@ class TrainingCurve(QWidget):
         self.losses.clear()
         self.series.clear()
         self.title, self.note = title, note
-        self._request()
+        self.update()
 
     def set_note(self, note: str) -> None:
         """The line shown while there is nothing (or no validation) to draw."""
         if note != self.note:
             self.note = note
-            self._request(throttled=True)
+            self.update()
 
     def add_loss(self, step: int, loss: float) -> None:
         self.steps.append(step)
         self.losses.append(loss)
-        self._request(throttled=True)
+        self.update()
 
     def add_validation(self, step: int, values: dict[str, float]) -> None:
         """One validation: ``values`` by series name (e.g. {"IoU": 0.7} or {"macro F1": .., "macro recall": ..})."""
@@ -150,7 +246,7 @@ class TrainingCurve(QWidget):
             steps, points = self.series.setdefault(name, ([], []))
             steps.append(step)
             points.append(value)
-        self._request()
+        self.update()
 
     def load_history(self, records: list[dict], headline: Callable[[dict], dict[str, float]]) -> None:
         """Refill from a run's metrics.jsonl records: the loss of every step, and ``headline(record)`` (series name
@@ -166,94 +262,45 @@ class TrainingCurve(QWidget):
             found = headline(record)
             if found:
                 self.add_validation(int(record["step"]), found)
-        self._request()
+        self.update()
 
     def finish(self) -> None:
-        self._request()
-
-    def close_drawer(self) -> None:
-        """Let the drawing thread finish its drawing and end (a later drawing starts a new one)."""
-        self._later.stop()
-        drawer, self._drawer = self._drawer, None
-        if drawer is not None:
-            drawer.shutdown(wait=True)
+        self.update()
 
     # --------------------------------------------------------------------------------------------- drawing
 
-    def image(self) -> QImage | None:
-        """The drawing on show (None before the first)."""
-        return self._image
+    def snapshot(self) -> CurveData:
+        """What a paint now would show, at the widget's size and in its palette's colours."""
+        palette = self.palette()
+        return CurveData(
+            tuple(self.steps),
+            tuple(self.losses),
+            tuple((name, tuple(steps), tuple(values)) for name, (steps, values) in self.series.items()),
+            self.note,
+            self.title,
+            max(self.width(), 1),
+            max(self.height(), 1),
+            float(self.devicePixelRatioF()),
+            palette.color(palette.ColorRole.WindowText).name(),
+            palette.color(palette.ColorRole.Window).name(),
+        )
+
+    def image(self) -> QImage:
+        """The curve as the next paint shows it, as an image."""
+        return render(self.snapshot())
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt API)
-        if self._image is None:
-            return
-        size = self._image.deviceIndependentSize()
-        corner = QPoint(int((self.width() - size.width()) / 2), int((self.height() - size.height()) / 2))
+        data = self.snapshot()
         painter = QPainter(self)
-        painter.drawImage(corner, self._image)
-        painter.end()
+        try:
+            paint_curve(painter, data)
+        finally:
+            painter.end()
+        self.redraws += 1
+        self.shown_steps = len(data.steps)
 
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API; not the drawing's size, which follows the widget's)
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
         return QSize(400, 240)
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802
         return QSize(240, 180)
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt API)
-        super().resizeEvent(event)
-        self._request()
-
-    def _snapshot(self) -> CurveData:
-        size = self.size()
-        series = tuple((name, tuple(steps), tuple(values)) for name, (steps, values) in self.series.items())
-        return CurveData(
-            tuple(self.steps),
-            tuple(self.losses),
-            series,
-            self.note,
-            self.title,
-            max(size.width(), 240),
-            max(size.height(), 180),
-            float(self.devicePixelRatioF()),
-        )
-
-    def _request(self, throttled: bool = False) -> None:
-        """Draw the current data now, or as soon as the drawing in flight (or the throttle) allows."""
-        wait_s = REDRAW_EVERY_S - (time.perf_counter() - self._requested_at) if throttled else 0.0
-        with self._lock:
-            busy = self._in_flight is not None
-        self._dirty = self._dirty or busy or wait_s > 0
-        if busy:
-            return
-        if wait_s > 0:
-            if not self._later.isActive():
-                self._later.start(int(wait_s * 1000) + 1)
-            return
-        self._dirty = False
-        self._requested_at = time.perf_counter()
-        if self._drawer is None:
-            self._drawer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s4mi-curve")
-        data = self._snapshot()
-        future = self._drawer.submit(render, data)
-        with self._lock:
-            self._in_flight = future
-        future.add_done_callback(lambda done: self._emit(done, data))
-
-    def _emit(self, future: Future, data: CurveData) -> None:
-        """On the drawing thread: hand the image to the GUI thread."""
-        image = None if future.cancelled() or future.exception() is not None else future.result()
-        with self._lock:
-            self._in_flight = None
-        try:
-            self.drawn.emit(image, data)
-        except RuntimeError:  # the widget was deleted meanwhile
-            pass
-
-    def _show_image(self, image: QImage | None, data: CurveData) -> None:
-        if image is not None:
-            self._image = image
-            self.update()  # this rectangle only: the dock's layout is untouched
-            self.redraws += 1
-            self.shown_steps = len(data.steps)
-        if self._dirty:
-            self._request(throttled=True)

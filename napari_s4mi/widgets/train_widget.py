@@ -142,7 +142,6 @@ class TrainWidget(QWidget):
                 show_warning("S4MI: training did not stop in time; its last periodic checkpoint is kept")
         self.form.save_settings()
         self.cls_form.save_settings()
-        self.curve.close_drawer()
 
     # --------------------------------------------------------------------------------------------- jobs
 

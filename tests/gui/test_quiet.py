@@ -50,7 +50,6 @@ def dock(qtbot):
     qtbot.waitExposed(panel)
     qtbot.wait(50)
     yield panel, widgets
-    widgets["curve"].close_drawer()
 
 
 def test_status_text_and_curve_do_not_relayout_the_dock(qtbot, dock):
