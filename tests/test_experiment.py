@@ -355,12 +355,16 @@ def test_cli_end_to_end_and_one_line_errors(tmp_path, capsys):
     out = tmp_path / "exp"
     data = ["--images", str(SAMPLE / "images"), "--masks", str(SAMPLE / "masks")]
     grid = ["--methods", "supervised", "--fractions", "100", "--seeds", "0", "--weights", "none"]
-    assert main(["experiment", "--out", str(out), *data, *grid, *TINY_CLI]) == 0
+    augment = ["--zoom", "0.7", "1.3", "--colour-jitter", "0.3"]
+    assert main(["experiment", "--out", str(out), *data, *grid, *augment, *TINY_CLI]) == 0
+    (run_config,) = (out / "runs").glob("*/config.json")
+    trained_with = json.loads(run_config.read_text())["config"]
+    assert (trained_with["zoom_min"], trained_with["zoom_max"], trained_with["colour_jitter"]) == (0.7, 1.3, 0.3)
     captured = capsys.readouterr()
     assert "run 1/1: supervised 100% seed 0" in captured.out and "test iou" in captured.out
     assert "experiment finished: 1 run(s) trained" in captured.out and "step" in captured.err  # the bar
     assert all((out / name).is_file() for name in ("results.json", "table.md", "table.csv", "plot.png"))
-    assert main(["experiment", "--out", str(out), *data, *grid, *TINY_CLI]) == 0  # resumes: nothing to do
+    assert main(["experiment", "--out", str(out), *data, *grid, *augment, *TINY_CLI]) == 0  # resumes: nothing to do
     assert "0 run(s) trained, 1 done already" in capsys.readouterr().out
     assert main(["experiment", "--out", str(out), "--report-only"]) == 0
     cls_data = ["--images", str(SAMPLE_CLS / "images"), "--labels", str(SAMPLE_CLS / "labels.csv")]
@@ -371,7 +375,8 @@ def test_cli_end_to_end_and_one_line_errors(tmp_path, capsys):
     for bad in (
         [*data, "--methods", "nonsense"],
         ["--images", str(SAMPLE / "images"), "--masks", str(tmp_path / "missing")],
-        [*data, *grid, "--iterations", "3"],  # other settings in the same folder
+        [*data, *grid, *augment, "--iterations", "3"],  # other settings in the same folder
+        [*cls_data, *grid, "--zoom", "0.7", "1.3"],  # segmentation's augmentation on a classification grid
     ):
         target = out if "--iterations" in bad else tmp_path / f"bad{len(bad)}"
         assert main(["experiment", "--out", str(target), *bad]) == 2

@@ -1,4 +1,5 @@
-"""What the `s4mi` commands share: data and device options, the project to train on, Ctrl-C and SIGTERM handling."""
+"""What the `s4mi` commands share: data, device and augmentation options, the project to train on, Ctrl-C and SIGTERM
+handling."""
 
 from __future__ import annotations
 
@@ -35,6 +36,33 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGro
         help="start the run in --out over when it holds no complete checkpoint (default: off)",
     )
     return source
+
+
+def add_augmentation_arguments(group: argparse._ActionsContainer) -> None:
+    """--zoom MIN MAX and --colour-jitter S: segmentation's scale and colour augmentation (both off by default)."""
+    group.add_argument(
+        "--zoom",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="scale augmentation: zoom factors drawn from [MIN, MAX], e.g. 0.7 1.5 (default: 1 1, off)",
+    )
+    group.add_argument(
+        "--colour-jitter",
+        type=float,
+        metavar="S",
+        help="colour augmentation: brightness, contrast, saturation and gamma jitter of strength S, e.g. 0.3 "
+        "(default: 0, off)",
+    )
+
+
+def augmentation_settings(args: argparse.Namespace) -> dict[str, float | None]:
+    """The segmentation config fields of --zoom and --colour-jitter (None: not given)."""
+    return {
+        "zoom_min": args.zoom[0] if args.zoom else None,
+        "zoom_max": args.zoom[1] if args.zoom else None,
+        "colour_jitter": args.colour_jitter,
+    }
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:

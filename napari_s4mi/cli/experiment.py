@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..core.experiment.spec import PRESETS, TASKS, task_methods
-from .common import add_device_arguments, cancel_on_signals
+from .common import add_augmentation_arguments, add_device_arguments, augmentation_settings, cancel_on_signals
 
 
 def _percent(text: str) -> float:
@@ -102,10 +102,12 @@ def add_experiment_parser(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--lr", type=float, help="learning rate of every run (default: each method's)")
     train.add_argument("--val-every", type=int, help="steps between validations (default: preset's)")
+    add_augmentation_arguments(train)
     add_device_arguments(exp)
 
 
 def _spec(args: argparse.Namespace, task: str):
+    from ..core.errors import InputError
     from ..core.experiment import ExperimentSpec, SplitSpec
 
     settings = {
@@ -123,6 +125,10 @@ def _spec(args: argparse.Namespace, task: str):
             if task == "classification"
             else dict.fromkeys(("labeled_batch", "unlabeled_batch"), args.batch)
         )
+    augmentation = {k: v for k, v in augmentation_settings(args).items() if v is not None}
+    if augmentation and task == "classification":
+        raise InputError("--zoom and --colour-jitter augment segmentation; classification uses its own views")
+    settings |= augmentation
     split = SplitSpec(*(args.split or (0.7, 0.1, 0.2)), seed=args.split_seed, per_seed=args.split_per_seed)
     split.file = str(args.split_file.resolve()) if args.split_file else None
     split.groups_csv = str(args.groups.resolve()) if args.groups else None

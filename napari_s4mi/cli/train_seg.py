@@ -7,7 +7,14 @@ from pathlib import Path
 
 from ..core.config import PRESETS
 from ..core.registry import method_entry, method_names
-from .common import add_data_arguments, add_device_arguments, open_or_create_project, run_with_ctrl_c
+from .common import (
+    add_augmentation_arguments,
+    add_data_arguments,
+    add_device_arguments,
+    augmentation_settings,
+    open_or_create_project,
+    run_with_ctrl_c,
+)
 
 SEG = "segmentation"
 
@@ -78,20 +85,7 @@ def add_seg_parser(tasks: argparse._SubParsersAction) -> None:
         choices=("auto", "on", "off"),
         help="CPU activation checkpointing; auto: on when the step would crowd the RAM (default: auto)",
     )
-    seg.add_argument(
-        "--zoom",
-        type=float,
-        nargs=2,
-        metavar=("MIN", "MAX"),
-        help="scale augmentation: zoom factors drawn from [MIN, MAX], e.g. 0.7 1.5 (default: 1 1, off)",
-    )
-    seg.add_argument(
-        "--colour-jitter",
-        type=float,
-        metavar="S",
-        help="colour augmentation: brightness, contrast, saturation and gamma jitter of strength S, e.g. 0.3 "
-        "(default: 0, off)",
-    )
+    add_augmentation_arguments(seg)
     seg.add_argument("--init-from", type=Path, help="warm start from a finished run's weights (default: none)")
     seg.add_argument(
         "--clusters",
@@ -134,9 +128,7 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
             "red_norm": args.red_norm,
             "val_every": args.val_every,
             "memory_saving": args.memory_saving,
-            "zoom_min": args.zoom[0] if args.zoom else None,
-            "zoom_max": args.zoom[1] if args.zoom else None,
-            "colour_jitter": args.colour_jitter,
+            **augmentation_settings(args),
             "cuda_graphs": args.cuda_graphs,
             "clusters": args.clusters,
             "foreground_clusters": args.foreground_cluster,
