@@ -383,3 +383,26 @@ def test_cli_end_to_end_and_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("s4mi: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert not os.path.exists(tmp_path / "bad4" / "runs")
+
+
+def test_the_bar_restarts_its_clock_for_each_run(capsys):
+    """Two runs of the same length: the second run's rate is its own, not counted from the first run's start."""
+    import time
+
+    from napari_s4mi.cli.experiment import _drive
+    from napari_s4mi.core.events import Progress
+    from napari_s4mi.core.experiment.runner import GridDone, GridEvent
+    from napari_s4mi.core.experiment.spec import RunSpec
+
+    def grid():
+        for index, method in enumerate(("supervised", "cross-teaching"), start=1):
+            run = RunSpec(method, 0.1, 0)
+            for step in (1, 2):
+                if index == 1 and step == 2:
+                    time.sleep(1.0)  # the first run is slow
+                yield GridEvent(index, 2, run, "train", Progress(step, 2, 0.5, {}, 0.0, 0.0))
+        yield GridDone(REPO, 2, 0, False)
+
+    assert isinstance(_drive(grid()), GridDone)
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "cross-teaching" in last and "2/2 [00:00<" in last, last

@@ -203,7 +203,7 @@ def _drive(events):
     from ..core.events import Message, Progress, Validation
     from ..core.experiment.runner import GridDone
 
-    done = None
+    done, shown = None, None  # shown: the (run, stage) on the bar; a new one restarts its count and its clock
     events = iter(events)
     first = next(events, None)  # the experiment is checked and prepared before a bar shows
     with tqdm(unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
@@ -213,8 +213,9 @@ def _drive(events):
                 continue
             event = item.event
             if isinstance(event, Progress):
-                if bar.total != event.total:
+                if (item.run.name, item.stage) != shown or bar.total != event.total:
                     bar.reset(total=event.total)
+                    shown = (item.run.name, item.stage)
                 bar.n = event.step
                 bar.set_description(item.describe().split(" — ")[0] + (f" ({item.stage})" if item.stage else ""))
                 bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
