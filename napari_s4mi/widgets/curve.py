@@ -96,6 +96,11 @@ def _span(values: np.ndarray) -> tuple[float, float]:
     return low - pad, high + pad
 
 
+def _along(values, low: float, high: float, start: float, length: float):
+    """Pixel positions of ``values`` on an axis mapping [low, high] to [start, start + length] (length < 0: upward)."""
+    return start + (np.asarray(values, float) - low) / (high - low) * length
+
+
 def paint_curve(painter: QPainter, data: CurveData) -> None:
     """Draw ``data`` into the painter's device, ``data.width`` × ``data.height`` logical pixels."""
     fg, bg = QColor(data.foreground), QColor(data.background)
@@ -125,9 +130,8 @@ def paint_curve(painter: QPainter, data: CurveData) -> None:
         """(n, 2) widget coordinates of the finite (step, value) pairs."""
         xs, ys = np.asarray(steps, float), np.asarray(values, float)
         keep = np.isfinite(ys)
-        px = plot.left() + (xs[keep] - x_low) / (x_high - x_low) * plot.width()
-        py = plot.bottom() - (ys[keep] - low) / (high - low) * plot.height()
-        return np.stack([px, py], axis=1)
+        px = _along(xs[keep], x_low, x_high, plot.left(), plot.width())
+        return np.stack([px, _along(ys[keep], low, high, plot.bottom(), -plot.height())], axis=1)
 
     _axes(painter, plot, fg, (x_low, x_high), (y_low, y_high), with_metrics=bool(data.series))
     painter.setClipRect(plot.adjusted(-3, -3, 3, 3))
@@ -157,7 +161,7 @@ def _axes(
     metrics = painter.fontMetrics()
     height = metrics.height()
     for tick in nice_ticks(*xs, most=max(2, int(plot.width() // 70))):
-        px = plot.left() + (tick - xs[0]) / (xs[1] - xs[0]) * plot.width()
+        px = float(_along(tick, *xs, plot.left(), plot.width()))
         painter.drawLine(QPointF(px, plot.bottom()), QPointF(px, plot.bottom() + 3))
         box = QRectF(px - 30, plot.bottom() + 3, 60, height)
         painter.drawText(box, int(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop), tick_label(tick))
@@ -166,7 +170,7 @@ def _axes(
     )
     loss_pen = QPen(QColor(LOSS_COLOUR), 0.8)
     for tick in nice_ticks(*ys, most=max(2, int(plot.height() // 30))):
-        py = plot.bottom() - (tick - ys[0]) / (ys[1] - ys[0]) * plot.height()
+        py = float(_along(tick, *ys, plot.bottom(), -plot.height()))
         painter.setPen(QPen(grid, 0.8))
         painter.drawLine(QPointF(plot.left(), py), QPointF(plot.right(), py))
         painter.setPen(loss_pen)
@@ -174,7 +178,7 @@ def _axes(
         painter.drawText(box, int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter), tick_label(tick))
     painter.setPen(QPen(fg, 0.8))
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0) if with_metrics else ():
-        py = plot.bottom() - tick * plot.height()
+        py = float(_along(tick, 0.0, 1.0, plot.bottom(), -plot.height()))
         painter.drawLine(QPointF(plot.right(), py), QPointF(plot.right() + 3, py))
         box = QRectF(plot.right() + 5, py - height / 2, 40, height)
         painter.drawText(box, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), f"{tick:g}")
@@ -196,7 +200,7 @@ def _legend(painter: QPainter, plot: QRectF, fg: QColor, data: CurveData) -> Non
         painter.setPen(fg)
         box = QRectF(corner.x() + 18, y - height / 2, width, height)
         painter.drawText(box, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
-    if data.note and not any(steps for _, steps, _ in data.series):
+    if data.note and not data.series:
         painter.setPen(fg)
         box = QRectF(plot.left() + 4, plot.bottom() - 2 * height - 4, plot.width() - 8, 2 * height)
         flags = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom | Qt.TextFlag.TextWordWrap
