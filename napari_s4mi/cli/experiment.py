@@ -94,7 +94,14 @@ def add_experiment_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--pretrain-iterations",
         type=int,
-        help="CASS/DINO pretraining steps, once per seed (default: cpu-small: 500; paper: 100 epochs)",
+        help="CASS/DINO (or --init ssl's) pretraining steps, once per seed (default: cpu-small: 500; paper: 100 "
+        "epochs)",
+    )
+    train.add_argument(
+        "--init",
+        choices=("ssl",),
+        help="seg: start both encoders of every run from a CASS pretraining of them on the seed's training slides "
+        "(cass-seg, once per seed, no masks) (default: the networks' --weights)",
     )
     train.add_argument("--input-size", type=int, help="network input, a multiple of 32 (default: preset's)")
     train.add_argument(
@@ -143,6 +150,7 @@ def _spec(args: argparse.Namespace, task: str):
         pretrain_overrides={"iterations": args.pretrain_iterations} if args.pretrain_iterations else {},
         weights=args.weights,
         split=split,
+        init=args.init,
     )
 
 

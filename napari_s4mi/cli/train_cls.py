@@ -11,7 +11,7 @@ from .common import add_data_arguments, add_device_arguments, open_or_create_pro
 
 def add_cls_parser(tasks: argparse._SubParsersAction) -> None:
     from ..core.cls_pipeline import pipeline_methods
-    from ..core.registry import method_entry, method_names
+    from ..core.registry import method_entry, pretraining_methods
 
     cls = tasks.add_parser(
         "cls",
@@ -32,9 +32,8 @@ def add_cls_parser(tasks: argparse._SubParsersAction) -> None:
     )
     methods = pipeline_methods()
     summaries = "; ".join(
-        f"{name}: {method_entry(task, name).summary}"
-        for task in ("pretraining", "classification")
-        for name in method_names(task)
+        f"{name}: {method_entry('pretraining' if name in pretraining_methods() else 'classification', name).summary}"
+        for name in methods
     )
     cls.add_argument("--method", choices=methods, default=methods[0], help=f"{summaries} (default: {methods[0]})")
     cls.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.config import PRESETS
 from ..core.registry import method_entry, method_names
@@ -15,6 +16,10 @@ from .common import (
     open_or_create_project,
     run_with_ctrl_c,
 )
+
+if TYPE_CHECKING:
+    from ..core.project import Project
+    from ..core.seg_config import SegConfig
 
 SEG = "segmentation"
 
@@ -88,6 +93,16 @@ def add_seg_parser(tasks: argparse._SubParsersAction) -> None:
     add_augmentation_arguments(seg)
     seg.add_argument("--init-from", type=Path, help="warm start from a finished run's weights (default: none)")
     seg.add_argument(
+        "--init",
+        nargs=2,
+        metavar=("ssl", "RUN"),
+        help="start both encoders from a CASS pretraining of them on the project's slides (no masks) in folder RUN; "
+        "pretrained there first when RUN holds none, and reused by later runs (default: the networks' --weights)",
+    )
+    seg.add_argument(
+        "--pretrain-iterations", type=int, help="--init ssl: steps of a new pretraining (default: cpu-small 500)"
+    )
+    seg.add_argument(
         "--clusters",
         type=int,
         metavar="K",
@@ -112,7 +127,9 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
     if args.masks is None and (args.mask_values or args.replace):
         raise InputError("--mask-values and --replace apply to an import: give --masks DIR with them")
     project = open_or_create_project(args.images, args.project, args.masks, args.out, args.mask_values, args.replace)
-    if args.resume:
+    # --init ssl before its segmentation run exists: (re)start the pipeline, whose pretraining resumes by itself
+    from_ssl = args.init is not None and not (Path(args.out) / "config.json").exists()
+    if args.resume and not from_ssl:
         config = load_run_config(args.out)
     else:
         overrides = {
@@ -136,9 +153,30 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
         config = make_config(SEG, args.method, args.preset, **overrides)
         if args.weights:
             config.set_weights(args.weights)
+    if from_ssl:
+        return _train_from_ssl(args, project, config)
     return run_with_ctrl_c(
         lambda cancel: train(
             project, config, args.out, cancel, resume=args.resume, init_from=args.init_from, restart=args.restart
+        ),
+        args.out,
+    )
+
+
+def _train_from_ssl(args: argparse.Namespace, project: Project, config: SegConfig) -> int:
+    """``--init ssl RUN``: pretrain the encoders in RUN unless done there, then train from them."""
+    from ..core.errors import InputError
+    from ..core.ssl_init import train_with_ssl_init
+
+    kind, run = args.init
+    if kind != "ssl":
+        raise InputError(f"--init {kind}: the only kind is ssl (--init ssl RUN); ImageNet or random: --weights")
+    if args.init_from is not None:
+        raise InputError("--init ssl and --init-from both set the starting weights: give one")
+    pretraining = {"iterations": args.pretrain_iterations}
+    return run_with_ctrl_c(
+        lambda cancel: train_with_ssl_init(
+            project, config, args.out, Path(run), cancel, pretraining, restart=args.restart
         ),
         args.out,
     )

@@ -20,7 +20,7 @@ from .cls_config import FinetuneConfig, ImageConfig
 from .errors import InputError, S4MIError
 from .events import CancelToken, Done, Event, Stage
 from .project import Project
-from .registry import config_from_dict, make_config, method_names
+from .registry import config_from_dict, make_config, method_names, pretraining_methods
 from .runs import CONFIG_FILE, read_run_config
 
 PRETRAIN_DIR = "pretrain"
@@ -72,7 +72,7 @@ def pipeline_finished(out: Path) -> bool:
 
 def pipeline_methods() -> tuple[str, ...]:
     """What ``--method`` offers: the pretraining methods (followed by fine-tuning), then the direct ones."""
-    return method_names("pretraining") + method_names("classification")
+    return pretraining_methods() + method_names("classification")
 
 
 def plan_pipeline(
@@ -89,7 +89,7 @@ def plan_pipeline(
     pre: ImageConfig | None = None
     if pretrain_from is not None:
         pre_networks = _pretrained_networks(Path(pretrain_from))
-    elif method in method_names("pretraining"):
+    elif method in pretraining_methods():
         pre = make_config("pretraining", method, preset, **(shared | dict(pretraining or {})))
         pre_networks = pre.networks
     else:

@@ -97,6 +97,15 @@ def method_names(task: str) -> tuple[str, ...]:
     return tuple(name for (t, name) in _METHODS if t == task)
 
 
+def pretraining_methods(prepares: str = "classification") -> tuple[str, ...]:
+    """The pretraining methods that prepare ``prepares`` (classification: CASS, DINO; segmentation: cass-seg)."""
+    return tuple(
+        n
+        for n in method_names("pretraining")
+        if getattr(_METHODS[("pretraining", n)].config, "prepares", "classification") == prepares
+    )
+
+
 def method_entry(task: str, name: str) -> MethodEntry:
     if (task, name) not in _METHODS:
         choices = ", ".join(method_names(task)) or "none registered"
@@ -173,6 +182,7 @@ _register_builtins()
 
 def _register_classification() -> None:
     from .cls_config import CassConfig, DinoConfig, FinetuneConfig
+    from .seg_pretrain_config import SEG_PRETRAIN_METHOD, SegPretrainConfig
 
     register_task(
         TaskEntry(
@@ -207,6 +217,16 @@ def _register_classification() -> None:
             DinoConfig,
             "napari_s4mi.core.methods.dino:Dino",
             "DINO: a ViT student distilled from its EMA teacher on unlabeled slides, then fine-tuned",
+        )
+    )
+    register_method(
+        MethodEntry(
+            SEG_PRETRAIN_METHOD,
+            "pretraining",
+            SegPretrainConfig,
+            "napari_s4mi.core.methods.cass_seg:CassSeg",
+            "CASS on the U-Net's and the Swin-UNet's encoders, to start segmentation from (--init ssl RUN)",
+            data="napari_s4mi.core.tasks.seg_pretraining_data:SegPretrainingData",
         )
     )
 

@@ -14,7 +14,7 @@ from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QLineEdit, QW
 
 from ..core.atomic import atomic_write_text
 from ..core.config import DEVICES, PRECISIONS, PRESETS
-from ..core.registry import make_config, method_names
+from ..core.registry import make_config, method_names, pretraining_methods
 from .train_form import _combo, _spin, settings_path
 
 NONE = "none (supervised from ImageNet)"
@@ -33,10 +33,11 @@ def finished_pretrainings(runs_dir: Path) -> list[Path]:
     for run in Path(runs_dir).iterdir() if Path(runs_dir).is_dir() else []:
         for candidate in (run / PRETRAIN_DIR, run):
             try:
-                task = json.loads((candidate / "config.json").read_text())["config"].get("task")
+                config = json.loads((candidate / "config.json").read_text())["config"]
             except (OSError, ValueError, KeyError):
                 continue
-            if task == "pretraining" and pipeline_finished(candidate):
+            usable = config.get("task") == "pretraining" and config.get("method") in pretraining_methods()
+            if usable and pipeline_finished(candidate):
                 found.append(candidate)
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
@@ -46,7 +47,7 @@ class ClsForm(QWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.pretraining = _combo((*method_names("pretraining"), NONE))
+        self.pretraining = _combo((*pretraining_methods(), NONE))
         self.reuse = QComboBox()
         self.reuse.addItem(ANEW)
         self.preset = _combo(PRESETS)
@@ -95,7 +96,7 @@ class ClsForm(QWidget):
     def apply_preset(self) -> None:
         preset = self.preset.currentText()
         finetune = make_config("classification", method_names("classification")[0], preset)
-        pretrain = make_config("pretraining", method_names("pretraining")[0], preset)
+        pretrain = make_config("pretraining", pretraining_methods()[0], preset)
         self.label_fraction.setValue(finetune.label_fraction)
         self.cnn.setCurrentText(finetune.networks["cnn"]["arch"])
         self.vit.setCurrentText(finetune.networks["vit"]["arch"])

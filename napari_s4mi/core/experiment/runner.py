@@ -29,7 +29,7 @@ from ..project import Project
 from ..runs import CONFIG_FILE, package_versions, read_run_config
 from . import training
 from .prepare import DataSource, prepare_projects, project_name
-from .spec import ExperimentSpec, RunSpec, label_free, pretrains, select
+from .spec import ExperimentSpec, RunSpec, label_free, select
 from .training import RUNS_DIR, check_settings, finished
 
 EXPERIMENT_FILE = "experiment.json"
@@ -202,8 +202,9 @@ def _evaluate(spec: ExperimentSpec, run: RunSpec, project: Project, run_dir: Pat
 
     record = read_run_config(run_dir)
     scores = evaluate_run(project, spec.task, run_dir, str(spec.overrides.get("device") or "auto"))
-    pre_dir = out / RUNS_DIR / spec.unit(run) if pretrains(spec.task, run.method) else None
-    pretraining = {"run": pre_dir.name, "config": read_run_config(pre_dir)["config"]} if pre_dir else None
+    pre_name = spec.pretraining_dir(run)
+    pre_dir = out / RUNS_DIR / pre_name if pre_name else None
+    pretraining = {"run": pre_name, "config": read_run_config(pre_dir)["config"]} if pre_dir else None
     return {
         "name": run.name,
         "method": run.method,

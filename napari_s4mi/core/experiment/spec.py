@@ -27,7 +27,8 @@ from typing import Any
 
 from ..config import PRESETS as TRAIN_PRESETS
 from ..errors import InputError
-from ..registry import method_entry, method_names
+from ..registry import method_entry, method_names, pretraining_methods
+from ..seg_pretrain_config import SEG_PRETRAIN_METHOD
 
 TASKS = {"seg": "segmentation", "cls": "classification"}
 PAPER_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -69,13 +70,13 @@ def task_methods(task: str) -> tuple[str, ...]:
     """The methods an experiment of ``task`` can run, in registry order (classification: the pretraining
     methods, each followed by fine-tuning, then the direct ones)."""
     if task == "classification":
-        return method_names("pretraining") + method_names("classification")
+        return pretraining_methods() + method_names("classification")
     return method_names(task)
 
 
 def pretrains(task: str, method: str) -> bool:
     """Whether ``method`` starts with a self-supervised pretraining (classification's CASS, DINO)."""
-    return task == "classification" and method in method_names("pretraining")
+    return task == "classification" and method in pretraining_methods()
 
 
 def label_free(task: str, method: str) -> bool:
@@ -154,6 +155,7 @@ class ExperimentSpec:
     pretrain_overrides: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
     split: SplitSpec = field(default_factory=SplitSpec)
+    init: str | None = None  # segmentation: 'ssl' starts both encoders from a cass-seg pretraining per seed
 
     def resolved(self) -> ExperimentSpec:
         """A copy with the preset's defaults filled in and every setting checked (InputError, one line)."""
@@ -176,6 +178,8 @@ class ExperimentSpec:
         pretrain = preset.settings.get("pretraining", {}) | dict(self.pretrain_overrides)
         split = dataclasses.replace(self.split)
         split.check()
+        if self.init not in (None, "ssl") or (self.init and task != "segmentation"):
+            raise InputError(f"--init {self.init}: ssl, and for segmentation only (classification pretrains by method)")
         return dataclasses.replace(
             self,
             task=task,
@@ -196,9 +200,19 @@ class ExperimentSpec:
                 runs.extend(RunSpec(method, fraction, seed) for fraction in fractions)
         return runs
 
+    def ssl_init(self, run: RunSpec) -> bool:
+        """Whether the run starts from its seed's ``cass-seg`` pretraining (a segmentation method with labels)."""
+        return self.init == "ssl" and not label_free(self.task, run.method)
+
+    def pretraining_dir(self, run: RunSpec) -> str | None:
+        """The folder name of the pretraining the run starts from, if any (one per seed and method, or per seed)."""
+        if pretrains(self.task, run.method):
+            return f"pretrain-{run.method}-seed{run.seed}"
+        return f"pretrain-{SEG_PRETRAIN_METHOD}-seed{run.seed}" if self.ssl_init(run) else None
+
     def unit(self, run: RunSpec) -> str:
-        """What must run in one process: a run, or all fine-tunings that share one pretraining."""
-        return f"pretrain-{run.method}-seed{run.seed}" if pretrains(self.task, run.method) else run.name
+        """What must run in one process: a run, or all runs that share one pretraining."""
+        return self.pretraining_dir(run) or run.name
 
     def settings(self) -> dict[str, Any]:
         """What every run of the experiment shares: re-running the folder must not change it (the grid may)."""
@@ -206,10 +220,10 @@ class ExperimentSpec:
             "task": self.task,
             "preset": self.preset,
             "overrides": self.overrides,
-            "pretrain_overrides": self.pretrain_overrides if self.task == "classification" else {},
+            "pretrain_overrides": self.pretrain_overrides if self.task == "classification" or self.init else {},
             "weights": self.weights,
             "split": dataclasses.asdict(self.split),
-        }
+        } | ({"init": self.init} if self.init else {})
 
 
 def parse_part(text: str) -> tuple[int, int]:

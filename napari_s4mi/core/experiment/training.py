@@ -15,6 +15,8 @@ from ..events import CancelToken, Event, Stage
 from ..project import Project
 from ..registry import method_entry, method_names
 from ..runs import CONFIG_FILE, summarize_run
+from ..seg_config import CrossTeachingConfig
+from ..seg_pretrain_config import SEG_PRETRAIN_METHOD
 from .spec import ExperimentSpec, RunSpec, label_free, pretrains
 
 RUNS_DIR = "runs"
@@ -79,8 +81,12 @@ def train_events(
         return
     resume = (run_dir / CONFIG_FILE).exists()
     if spec.task == "segmentation":
-        config = load_run_config(run_dir) if resume else seg_config(spec, run)
-        yield from train(project, config, run_dir, cancel, resume=resume)
+        if resume:
+            yield from train(project, load_run_config(run_dir), run_dir, cancel, resume=True)
+        elif spec.ssl_init(run):
+            yield from _seg_from_ssl(spec, run, project, out, cancel)
+        else:
+            yield from train(project, seg_config(spec, run), run_dir, cancel)
         return
     finetune_class = method_entry("classification", method_names("classification")[0]).config
     finetune = known_settings(finetune_class, spec.overrides) | {"label_fraction": run.fraction, "seed": run.seed}
@@ -105,3 +111,17 @@ def train_events(
         if pre_dir is None and spec.weights in ("imagenet", "none", "random"):
             pipeline.finetune.init = spec.weights
     yield from run_pipeline(project, pipeline, run_dir, cancel, resume=resume)
+
+
+def _seg_from_ssl(
+    spec: ExperimentSpec, run: RunSpec, project: Project, out: Path, cancel: CancelToken
+) -> Iterator[Event]:
+    """A segmentation run that starts from its seed's ``cass-seg`` pretraining (run first when not finished)."""
+    from ..ssl_init import train_with_ssl_init
+
+    config = seg_config(spec, run)
+    pair = seg_config(spec, dataclasses.replace(run, method=CrossTeachingConfig.method))  # both networks, as set
+    pre_dir = out / RUNS_DIR / str(spec.pretraining_dir(run))
+    pretraining = known_settings(method_entry("pretraining", SEG_PRETRAIN_METHOD).config, spec.pretrain_overrides)
+    run_dir = out / RUNS_DIR / run.name
+    yield from train_with_ssl_init(project, config, run_dir, pre_dir, cancel, pretraining, pair=pair)

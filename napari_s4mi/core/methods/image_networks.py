@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..models.classifiers import build_backbone, is_vit
+from ..models.classifiers import build_backbone, is_transformer
 from .base import Method
 
 
@@ -25,7 +25,7 @@ class ImageMethod(Method):
 
     def add_image_network(self, name: str, module: nn.Module) -> nn.Module:
         module = self.add_network(name, module)
-        if self.channels_last and not is_vit(self.config.networks.get(name, {}).get("arch", "vit_")):
+        if self.channels_last and not is_transformer(self.config.networks.get(name, {}).get("arch", "vit_")):
             module.to(memory_format=torch.channels_last)
         return module
 

@@ -31,6 +31,11 @@ def is_vit(arch: str) -> bool:
     return arch.startswith("vit_")
 
 
+def is_transformer(arch: str) -> bool:
+    """A ViT or a Swin (no channels_last layout for them)."""
+    return is_vit(arch) or "swin" in arch
+
+
 def build_backbone(spec: Mapping, img_size: int) -> tuple[nn.Module, WeightsReport]:
     """The timm backbone of ``spec`` without its classifier (``num_features`` wide), and where its weights came
     from. ViTs accept other input sizes than ``img_size`` (multi-crop)."""

@@ -1,0 +1,116 @@
+"""Segmentation that starts from self-supervised encoders (``--init ssl RUN``).
+
+``RUN`` holds a ``cass-seg`` pretraining (pretrained there first when it holds none). Its backbones are written
+once as plain encoder files (``RUN/encoders/<network>.safetensors``, the ``backbone.encoder.`` prefix dropped), and
+each network of the segmentation config whose encoder was pretrained gets that file as its ``weights``: the U-Net's
+encoder loads the CNN's tensors by name, the Swin-UNet converts the Swin's like an ImageNet Swin (encoder, decoder
+blocks mirrored). The segmentation run's config.json records the files, so a resumed or repeated run starts alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_target
+from .cls_pipeline import pipeline_finished
+from .errors import InputError
+from .events import CancelToken, Done, Event, Stage
+from .project import Project
+from .registry import config_from_dict
+from .runs import CONFIG_FILE, read_run_config
+from .seg_config import SegConfig
+from .seg_pretrain_config import SEG_PRETRAIN_METHOD, SegPretrainConfig, encoder_specs, pretraining_for, same_encoder
+
+ENCODERS_DIR = "encoders"
+BACKBONE = "backbone.encoder."  # ProjectedBackbone > PooledEncoder > the timm network
+
+
+def read_pretraining(run_dir: Path) -> SegPretrainConfig:
+    """The config of a finished ``cass-seg`` run; InputError (one line) for anything else."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise InputError(f"{run_dir}: no pretraining run here (no {CONFIG_FILE})")
+    config = config_from_dict(read_run_config(run_dir)["config"])
+    if config.method != SEG_PRETRAIN_METHOD:
+        raise InputError(f"{run_dir}: a {config.method} run; --init ssl needs a {SEG_PRETRAIN_METHOD} pretraining")
+    if not pipeline_finished(run_dir):
+        raise InputError(f"{run_dir}: the pretraining has not finished; resume it first")
+    return config  # type: ignore[return-value]
+
+
+def encoder_files(run_dir: Path) -> dict[str, Path]:
+    """The pretraining's backbones as encoder files (written on first use), by network name."""
+    from safetensors.torch import load_file, save
+
+    from .methods.classifier import pretrained_file
+
+    run_dir = Path(run_dir)
+    files = {}
+    for name in read_pretraining(run_dir).networks:
+        source = pretrained_file(run_dir, name)
+        if source is None:
+            raise InputError(f"{run_dir}: the pretraining saved no '{name}' network")
+        target = run_dir / ENCODERS_DIR / f"{name}.safetensors"
+        if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+            state = {k[len(BACKBONE) :]: v for k, v in load_file(str(source)).items() if k.startswith(BACKBONE)}
+            target.parent.mkdir(exist_ok=True)
+            with atomic_target(target) as handle:
+                handle.write(save(state))
+        files[name] = target
+    return files
+
+
+def apply_ssl_init(config: SegConfig, run_dir: Path) -> list[str]:
+    """Point each network of ``config`` at the encoder ``run_dir`` pretrained for it; the names set. InputError
+    when a network's pretrained encoder is another one (encoder, width), or when none was pretrained."""
+    pretrained = read_pretraining(run_dir).networks
+    wanted = encoder_specs(config.networks)
+    files = encoder_files(run_dir)
+    chosen = [name for name in wanted if name in pretrained]
+    if not chosen or not all(same_encoder(pretrained[name], wanted[name]) for name in chosen):
+        have = ", ".join(f"{n}: {_describe(s)}" for n, s in pretrained.items())
+        need = ", ".join(f"{n}: {_describe(s)}" for n, s in wanted.items())
+        raise InputError(f"{run_dir} pretrained {have}; this run needs {need}: pretrain again for these networks")
+    for name in chosen:
+        config.networks[name]["weights"] = str(files[name])
+    return chosen
+
+
+def _describe(spec: dict) -> str:
+    return str(spec.get("encoder") or f"Swin {spec.get('embed_dim')}")
+
+
+def train_with_ssl_init(
+    project: Project,
+    config: SegConfig,
+    out: Path,
+    ssl_run: Path,
+    cancel: CancelToken,
+    pretraining: dict[str, Any] | None = None,
+    restart: bool = False,
+    pair: SegConfig | None = None,
+) -> Iterator[Event]:
+    """Pretrain both encoders in ``ssl_run`` (unless finished there), then train ``config`` from them into
+    ``out``; each stage announced by a ``Stage`` event. ``pretraining``: settings of a new pretraining; ``pair``:
+    the config whose two networks it pretrains (default ``config``'s, completed by cross-teaching's)."""
+    from .engine import train
+
+    ssl_run = Path(ssl_run)
+    if not pipeline_finished(ssl_run):
+        again = (ssl_run / CONFIG_FILE).exists()
+        if again:
+            pre = config_from_dict(read_run_config(ssl_run)["config"])
+        else:
+            pre = pretraining_for(pair or config, **(pretraining or {}))
+        yield Stage("pretraining", ssl_run, 1, 2)
+        done = None
+        for event in train(project, pre, ssl_run, cancel, resume=again, restart=restart):
+            done = event if isinstance(event, Done) else done
+            yield event
+        if done is None or done.cancelled or not pipeline_finished(ssl_run):
+            return
+    apply_ssl_init(config, ssl_run)
+    yield Stage("segmentation", Path(out), 2, 2)
+    yield from train(project, config, Path(out), cancel, restart=restart)
