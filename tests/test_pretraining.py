@@ -46,6 +46,21 @@ def test_cass_step_is_the_hand_computation_from_zeroed_gradients(sample_project)
                 torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_cross_view_cass_gives_each_network_its_own_view(sample_project):
+    config = tiny("cass", cross_view=True)
+    data = prepare_data(sample_project, config)
+    batch = data.to_device(data.batch(0), torch.device("cpu"))
+    assert batch["view"].shape[0] == 2 * config.batch
+    first, second = batch["view"].chunk(2)
+    assert not torch.equal(first, second)  # two different augmentations of the same images
+    torch.manual_seed(0)
+    method = build_method(config, data.run_info(), torch.device("cpu"), "fp32")
+    cnn, vit = copy.deepcopy(method.networks).values()
+    expected = cass_loss(cnn(first), vit(second)).item()
+    assert method.train_step(0, batch)["loss"] == pytest.approx(expected, rel=1e-5)
+    assert cass_loss(cnn(first), vit(first)).item() != pytest.approx(expected, rel=1e-3)
+
+
 def spread_after_training(sample_project, tmp_path, method: str, **overrides) -> tuple[float, float, list[Progress]]:
     config = tiny(method, **overrides)
     events = list(train(sample_project, config, tmp_path / method))

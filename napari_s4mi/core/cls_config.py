@@ -55,11 +55,13 @@ class CassConfig(ImageConfig):
     iterations: int = 1500
     val_every: int = 500
     checkpoint_every: int = 250
+    cross_view: bool = False  # True: each network its own augmented view of the image (False: CASS as published)
     networks: dict[str, dict[str, Any]] = field(default_factory=lambda: backbones(SMALL))
 
     def view_specs(self) -> dict[str, ViewSpec]:
-        """One augmented view per image, fed to both networks."""
-        return {"view": ViewSpec(1, self.input_size, (0.3, 1.0))}
+        """One augmented view per image fed to both networks, or two (the first to the CNN, the second to the
+        transformer) with ``cross_view``."""
+        return {"view": ViewSpec(2 if self.cross_view else 1, self.input_size, (0.3, 1.0))}
 
     @classmethod
     def paper_settings(cls) -> dict[str, Any]:

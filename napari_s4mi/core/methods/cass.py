@@ -1,6 +1,7 @@
 """CASS self-supervised pretraining (Singh et al.): a CNN and a ViT learn from each other on unlabeled images.
 
-Both networks see the same augmented image and end in a projection of the same width; the loss is
+Both networks see the same augmented image (``cross_view``: each its own view of it, so that agreeing on the
+image's colour statistics alone is not enough) and end in a projection of the same width; the loss is
 2 - 2 cos(z_cnn, z_vit) on their L2-normalised outputs, averaged over the batch. It is symmetric: each network is
 pulled towards the other (the gradient reaching each one is that of the loss with the other's output held fixed).
 Gradients are zeroed at every step by the engine (the reference code never zeroes them).
@@ -40,7 +41,11 @@ class Cass(ImageMethod):
         return {name: self.run(name, x) for name in self.networks}
 
     def losses(self, batch: Batch, scalars: Mapping) -> dict[str, torch.Tensor]:
-        z = self.embed(batch["view"])
+        if self.config.cross_view:  # views grouped by view: the first half to the CNN, the second to the other
+            views = dict(zip(self.networks, batch["view"].chunk(2), strict=True))
+            z = {name: self.run(name, x) for name, x in views.items()}
+        else:
+            z = self.embed(batch["view"])
         cnn, vit = z.values()
         spread = {f"spread_{name}": batch_spread(value) for name, value in z.items()}
         return {"loss": cass_loss(cnn, vit), **spread}
