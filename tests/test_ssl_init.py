@@ -76,6 +76,11 @@ def test_a_finished_pretraining_is_reused_and_other_encoders_are_refused(sample_
         apply_ssl_init(other, tmp_path / "ssl")
     with pytest.raises(InputError, match="a cross-teaching run"):
         apply_ssl_init(tiny_config(), tmp_path / "seg")
+    stopped = tmp_path / "seg"  # another kind of run, as if unfinished: refused before anything trains
+    (stopped / "last" / "state.json").write_text(json.dumps({"step": 1}))
+    with pytest.raises(InputError, match="a cross-teaching run"):
+        list(train_with_ssl_init(sample_project, tiny_config(), tmp_path / "d", stopped, CancelToken()))
+    assert not (tmp_path / "d").exists()
 
 
 def test_cass_seg_is_a_segmentation_pretraining_only():

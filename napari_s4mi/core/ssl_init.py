@@ -102,6 +102,8 @@ def train_with_ssl_init(
         again = (ssl_run / CONFIG_FILE).exists()
         if again:
             pre = config_from_dict(read_run_config(ssl_run)["config"])
+            if pre.method != SEG_PRETRAIN_METHOD:
+                raise InputError(f"{ssl_run}: a {pre.method} run; --init ssl needs a {SEG_PRETRAIN_METHOD} pretraining")
         else:
             pre = pretraining_for(pair or config, **(pretraining or {}))
         yield Stage("pretraining", ssl_run, 1, 2)
