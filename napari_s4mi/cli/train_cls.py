@@ -30,9 +30,9 @@ def add_cls_parser(tasks: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--none-class", help="name of the class of all-zero one-hot rows, e.g. nevus for ISIC-2017 (default: none)"
     )
-    methods = pipeline_methods()
+    methods, pretraining = pipeline_methods(), pretraining_methods()
     summaries = "; ".join(
-        f"{name}: {method_entry('pretraining' if name in pretraining_methods() else 'classification', name).summary}"
+        f"{name}: {method_entry('pretraining' if name in pretraining else 'classification', name).summary}"
         for name in methods
     )
     cls.add_argument("--method", choices=methods, default=methods[0], help=f"{summaries} (default: {methods[0]})")

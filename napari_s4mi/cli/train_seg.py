@@ -123,12 +123,13 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
     from ..core.engine import load_run_config, train
     from ..core.errors import InputError
     from ..core.registry import make_config
+    from ..core.runs import CONFIG_FILE
 
     if args.masks is None and (args.mask_values or args.replace):
         raise InputError("--mask-values and --replace apply to an import: give --masks DIR with them")
     project = open_or_create_project(args.images, args.project, args.masks, args.out, args.mask_values, args.replace)
     # --init ssl before its segmentation run exists: (re)start the pipeline, whose pretraining resumes by itself
-    from_ssl = args.init is not None and not (Path(args.out) / "config.json").exists()
+    from_ssl = args.init is not None and not (Path(args.out) / CONFIG_FILE).exists()
     if args.resume and not from_ssl:
         config = load_run_config(args.out)
     else:

@@ -144,7 +144,7 @@ def run_pipeline(
             yield Stage("pretraining", pre_dir, 1, pipeline.stages)
             again = resume and (pre_dir / CONFIG_FILE).exists()
             config = config_from_dict(read_run_config(pre_dir)["config"]) if again else pipeline.pretraining
-            done = yield from _run(train(project, config, pre_dir, cancel, resume=again, restart=restart))
+            done = yield from relay(train(project, config, pre_dir, cancel, resume=again, restart=restart))
             if done is None or done.cancelled:
                 return
     yield Stage("fine-tuning", out, pipeline.stages, pipeline.stages)
@@ -152,10 +152,10 @@ def run_pipeline(
     config = config_from_dict(read_run_config(out)["config"]) if again else pipeline.finetune
     if not again and init is not None:
         config.init = str(init)
-    yield from _run(train(project, config, out, cancel, resume=again, restart=restart))
+    yield from relay(train(project, config, out, cancel, resume=again, restart=restart))
 
 
-def _run(events: Iterator[Event]) -> Iterator[Event]:
+def relay(events: Iterator[Event]) -> Iterator[Event]:
     """Pass the events on; returns the run's Done event."""
     done = None
     for event in events:

@@ -9,14 +9,14 @@ blocks mirrored). The segmentation run's config.json records the files, so a res
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_target
-from .cls_pipeline import pipeline_finished
+from .cls_pipeline import pipeline_finished, relay
 from .errors import InputError
-from .events import CancelToken, Done, Event, Stage
+from .events import CancelToken, Event, Stage
 from .project import Project
 from .registry import config_from_dict
 from .runs import CONFIG_FILE, read_run_config
@@ -32,23 +32,29 @@ def read_pretraining(run_dir: Path) -> SegPretrainConfig:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise InputError(f"{run_dir}: no pretraining run here (no {CONFIG_FILE})")
-    config = config_from_dict(read_run_config(run_dir)["config"])
-    if config.method != SEG_PRETRAIN_METHOD:
-        raise InputError(f"{run_dir}: a {config.method} run; --init ssl needs a {SEG_PRETRAIN_METHOD} pretraining")
+    config = _pretraining_config(run_dir)
     if not pipeline_finished(run_dir):
         raise InputError(f"{run_dir}: the pretraining has not finished; resume it first")
-    return config  # type: ignore[return-value]
+    return config
 
 
-def encoder_files(run_dir: Path) -> dict[str, Path]:
-    """The pretraining's backbones as encoder files (written on first use), by network name."""
+def _pretraining_config(run_dir: Path) -> SegPretrainConfig:
+    """The saved config of the run in ``run_dir``; InputError unless it is a ``cass-seg`` run."""
+    config = config_from_dict(read_run_config(run_dir)["config"])
+    if not isinstance(config, SegPretrainConfig):
+        raise InputError(f"{run_dir}: a {config.method} run; --init ssl needs a {SEG_PRETRAIN_METHOD} pretraining")
+    return config
+
+
+def encoder_files(run_dir: Path, names: Iterable[str]) -> dict[str, Path]:
+    """The finished pretraining's backbones ``names`` as encoder files (written on first use), by network name."""
     from safetensors.torch import load_file, save
 
     from .methods.classifier import pretrained_file
 
     run_dir = Path(run_dir)
     files = {}
-    for name in read_pretraining(run_dir).networks:
+    for name in names:
         source = pretrained_file(run_dir, name)
         if source is None:
             raise InputError(f"{run_dir}: the pretraining saved no '{name}' network")
@@ -67,12 +73,12 @@ def apply_ssl_init(config: SegConfig, run_dir: Path) -> list[str]:
     when a network's pretrained encoder is another one (encoder, width), or when none was pretrained."""
     pretrained = read_pretraining(run_dir).networks
     wanted = encoder_specs(config.networks)
-    files = encoder_files(run_dir)
     chosen = [name for name in wanted if name in pretrained]
     if not chosen or not all(same_encoder(pretrained[name], wanted[name]) for name in chosen):
         have = ", ".join(f"{n}: {_describe(s)}" for n, s in pretrained.items())
         need = ", ".join(f"{n}: {_describe(s)}" for n, s in wanted.items())
         raise InputError(f"{run_dir} pretrained {have}; this run needs {need}: pretrain again for these networks")
+    files = encoder_files(run_dir, chosen)
     for name in chosen:
         config.networks[name]["weights"] = str(files[name])
     return chosen
@@ -100,17 +106,9 @@ def train_with_ssl_init(
     ssl_run = Path(ssl_run)
     if not pipeline_finished(ssl_run):
         again = (ssl_run / CONFIG_FILE).exists()
-        if again:
-            pre = config_from_dict(read_run_config(ssl_run)["config"])
-            if pre.method != SEG_PRETRAIN_METHOD:
-                raise InputError(f"{ssl_run}: a {pre.method} run; --init ssl needs a {SEG_PRETRAIN_METHOD} pretraining")
-        else:
-            pre = pretraining_for(pair or config, **(pretraining or {}))
+        pre = _pretraining_config(ssl_run) if again else pretraining_for(pair or config, **(pretraining or {}))
         yield Stage("pretraining", ssl_run, 1, 2)
-        done = None
-        for event in train(project, pre, ssl_run, cancel, resume=again, restart=restart):
-            done = event if isinstance(event, Done) else done
-            yield event
+        done = yield from relay(train(project, pre, ssl_run, cancel, resume=again, restart=restart))
         if done is None or done.cancelled or not pipeline_finished(ssl_run):
             return
     apply_ssl_init(config, ssl_run)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..models.seg_encoders import build_seg_encoder
+from ..models.weights import WeightsReport
 from .cass import Cass
 
 
@@ -13,11 +14,5 @@ class CassSeg(Cass):
     """:class:`Cass` with the segmentation encoders (``config.networks``: a ``unet_encoder`` and a ``swin_encoder``)
     as its CNN and its transformer."""
 
-    def backbone(self, name: str, weights: str | None, report: bool = True) -> nn.Module:
-        spec = dict(self.config.networks[name])
-        if weights is not None:
-            spec["weights"] = weights
-        module, weights_report = build_seg_encoder(spec, self.config.input_size)
-        if report:
-            self.reports.append(weights_report)
-        return module
+    def build_backbone(self, spec: dict) -> tuple[nn.Module, WeightsReport]:
+        return build_seg_encoder(spec, self.config.input_size)

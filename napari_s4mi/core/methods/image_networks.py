@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..models.classifiers import build_backbone, is_transformer
+from ..models.weights import WeightsReport
 from .base import Method
 
 
@@ -18,10 +19,14 @@ class ImageMethod(Method):
         spec = dict(self.config.networks[name])
         if weights is not None:
             spec["weights"] = weights
-        module, weights_report = build_backbone(spec, self.config.input_size)
+        module, weights_report = self.build_backbone(spec)
         if report:
             self.reports.append(weights_report)
         return module
+
+    def build_backbone(self, spec: dict) -> tuple[nn.Module, WeightsReport]:
+        """A backbone and its weights report from a network spec (timm classification backbones here)."""
+        return build_backbone(spec, self.config.input_size)
 
     def add_image_network(self, name: str, module: nn.Module) -> nn.Module:
         module = self.add_network(name, module)

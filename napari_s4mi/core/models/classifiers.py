@@ -49,17 +49,23 @@ def build_backbone(spec: Mapping, img_size: int) -> tuple[nn.Module, WeightsRepo
     return model, load_initial_weights(model, arch, spec.get("weights", "imagenet"))
 
 
-def load_initial_weights(model: nn.Module, arch: str, weights: str | None) -> WeightsReport:
-    """ImageNet weights (fetched on first use, else random with the reason), a safetensors file, or random."""
+def load_initial_weights(
+    model: nn.Module, arch: str | None, weights: str | None, label: str | None = None
+) -> WeightsReport:
+    """ImageNet weights of timm's ``arch`` (fetched on first use, else random with the reason; random when there is
+    no such ``arch``), a safetensors file, or random. ``label`` names the network in reports (default ``arch``)."""
+    label = label or str(arch)
     if is_random_spec(weights):
-        return random_report(f"{arch}: random initialisation")
+        return random_report(f"{label}: random initialisation")
     if is_imagenet_spec(weights):
+        if arch is None:
+            return random_report(f"{label}: no ImageNet checkpoint of this width; random initialisation")
         from .timm_weights import load_imagenet_into
 
         return load_imagenet_into(model, arch)
     loaded, total = load_matching(model, load_state_file(weights))
     if loaded == 0:
-        raise InputError(f"{Path(str(weights)).name}: no tensor matches the {arch} backbone; is it for this model?")
+        raise InputError(f"{Path(str(weights)).name}: no tensor matches the {label} backbone; is it for this model?")
     return WeightsReport("file", f"{arch}: {loaded}/{total} tensors from {weights}", loaded, total)
 
 

@@ -21,12 +21,12 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .classifiers import load_initial_weights
 from .swin_unet import IMAGENET_SWINS, PATCH_SIZE, resolve_window_size
 from .unet import timm_candidates, timm_encoder_name
-from .weights import WeightsReport, is_imagenet_spec, is_random_spec, load_matching, load_state_file, random_report
+from .weights import WeightsReport
 
 SEG_ENCODERS = ("unet_encoder", "swin_encoder")
-ENCODER_PREFIX = "encoder."
 
 
 class PooledEncoder(nn.Module):
@@ -60,7 +60,7 @@ def _cnn_encoder(encoder: str, weights: str | None) -> tuple[nn.Module, WeightsR
         model = timm.create_model(name, pretrained=False, num_classes=0)
     except Exception as exc:
         raise InputError(f"U-Net encoder {encoder!r} is not a timm network ({exc})") from exc
-    report = _initial(model, weights, timm_candidates(encoder)[0], f"{encoder} encoder")
+    report = load_initial_weights(model, timm_candidates(encoder)[0], weights, f"{encoder} encoder")
     return PooledEncoder(model, channels_last_output=False), report
 
 
@@ -78,21 +78,6 @@ def _swin_encoder(spec: Mapping, img_size: int) -> tuple[nn.Module, WeightsRepor
         window_size=resolve_window_size(img_size, 7, len(depths)),
         num_classes=0,
     )
-    report = _initial(model, spec.get("weights"), IMAGENET_SWINS.get(embed_dim), f"Swin encoder {embed_dim}")
+    label = f"Swin encoder {embed_dim}"
+    report = load_initial_weights(model, IMAGENET_SWINS.get(embed_dim), spec.get("weights"), label)
     return PooledEncoder(model, channels_last_output=True), report
-
-
-def _initial(model: nn.Module, weights: str | None, imagenet_name: str | None, label: str) -> WeightsReport:
-    """Random, ImageNet (when a checkpoint of this width exists) or a safetensors file."""
-    if is_random_spec(weights):
-        return random_report(f"{label}: random initialisation")
-    if is_imagenet_spec(weights):
-        if imagenet_name is None:
-            return random_report(f"{label}: no ImageNet checkpoint of this width; random initialisation")
-        from .timm_weights import load_imagenet_into
-
-        return load_imagenet_into(model, imagenet_name)
-    loaded, total = load_matching(model, load_state_file(weights))
-    if loaded == 0:
-        raise InputError(f"{weights}: no tensor matches the {label}; is it for this network?")
-    return WeightsReport("file", f"{label}: {loaded}/{total} tensors from {weights}", loaded, total)

@@ -21,8 +21,9 @@ class SegPretrainingData(PretrainingData):
         self.config = config
         self.messages = []
         self.spec = tiling_spec(config)
-        self.pool, self.val_ids = plan_slides(project, config.seed)
-        self.held_out = sorted(i for i in project.ids if i not in set(self.pool))
+        self.pool, _ = plan_slides(project, config.seed)
+        pool = set(self.pool)
+        self.held_out = sorted(i for i in project.ids if i not in pool)
         self.tiles = load_tiles(project, self.pool, self.spec, with_masks=False)
         if len(self.tiles) == 0:
             raise ProjectError("the training slides gave no tiles: check that they are readable")
