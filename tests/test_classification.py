@@ -3,6 +3,7 @@ label fractions, multi-label training, per-slide scores from tiles, predictions.
 
 from __future__ import annotations
 
+import json
 import csv
 import shutil
 from collections import Counter
@@ -173,3 +174,22 @@ def test_a_large_slide_scores_the_mean_of_its_tiles(cls_project, tmp_path):
     assert scores.predicted == [predictor.classes[int(np.argmax(scores.probs))]]
     saliency = predictor.saliency(slide, 0, kind="gradcam")
     assert saliency.shape == (1000, 1200) and saliency.dtype == np.float32
+
+
+def test_cli_cross_view_reaches_the_cass_pretraining_and_is_refused_elsewhere(tmp_path, capsys):
+    images = tmp_path / "slides"
+    shutil.copytree(SAMPLE_CLS / "images", images)
+    labels = ["--labels", str(SAMPLE_CLS / "labels.csv")]
+    run = tmp_path / "run"
+    steps = ["--iterations", "1", "--pretrain-iterations", "1"]
+    args = ["train", "cls", "--images", str(images), *labels, "--out", str(run), *steps, *TINY]
+    assert main([*args, "--method", "cass", "--cross-view"]) == 0
+    assert json.loads((run / "pretrain" / "config.json").read_text())["config"]["cross_view"] is True
+    project = ["--project", str(images / ".s4mi")]
+    dino = ["train", "cls", *project, "--out", str(tmp_path / "dino"), "--method", "dino", "--cross-view", *TINY]
+    assert main(dino) == 2
+    assert "unknown training setting 'cross_view'" in capsys.readouterr().err
+    assert not (tmp_path / "dino" / "pretrain" / "config.json").exists()
+    seg = ["train", "seg", "--images", str(images), "--out", str(tmp_path / "seg"), "--cross-view"]
+    assert main(seg) == 2
+    assert "give --init ssl RUN with it" in capsys.readouterr().err

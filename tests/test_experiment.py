@@ -377,6 +377,7 @@ def test_cli_end_to_end_and_one_line_errors(tmp_path, capsys):
         ["--images", str(SAMPLE / "images"), "--masks", str(tmp_path / "missing")],
         [*data, *grid, *augment, "--iterations", "3"],  # other settings in the same folder
         [*cls_data, *grid, "--zoom", "0.7", "1.3"],  # segmentation's augmentation on a classification grid
+        [*data, *grid, "--cross-view"],  # a pretraining setting on a segmentation grid without --init ssl
     ):
         target = out if "--iterations" in bad else tmp_path / f"bad{len(bad)}"
         assert main(["experiment", "--out", str(target), *bad]) == 2

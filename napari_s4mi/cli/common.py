@@ -65,6 +65,16 @@ def augmentation_settings(args: argparse.Namespace) -> dict[str, float | None]:
     }
 
 
+CROSS_VIEW_HELP = (
+    "CASS pretraining: each network its own augmented view of an image (default: one shared view, as published)"
+)
+
+
+def pretraining_settings(args: argparse.Namespace) -> dict[str, int | bool | None]:
+    """The settings of a new pretraining given on the command line (None: the preset's)."""
+    return {"iterations": args.pretrain_iterations, "cross_view": True if args.cross_view else None}
+
+
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     """--device, --precision, --no-cuda-graphs, --weights."""
     parser.add_argument(

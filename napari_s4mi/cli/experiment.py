@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from ..core.experiment.spec import PRESETS, TASKS, task_methods
-from .common import add_augmentation_arguments, add_device_arguments, augmentation_settings, cancel_on_signals
+from .common import (
+    CROSS_VIEW_HELP,
+    add_augmentation_arguments,
+    add_device_arguments,
+    augmentation_settings,
+    cancel_on_signals,
+    pretraining_settings,
+)
 
 
 def _percent(text: str) -> float:
@@ -103,6 +110,11 @@ def add_experiment_parser(commands: argparse._SubParsersAction) -> None:
         help="seg: start both encoders of every run from a CASS pretraining of them on the seed's training slides "
         "(cass-seg, once per seed, no masks) (default: the networks' --weights)",
     )
+    train.add_argument(
+        "--cross-view",
+        action="store_true",
+        help=CROSS_VIEW_HELP,
+    )
     train.add_argument("--input-size", type=int, help="network input, a multiple of 32 (default: preset's)")
     train.add_argument(
         "--batch", type=int, help="images per step; seg: labeled, and as many unlabeled (default: preset's)"
@@ -136,6 +148,8 @@ def _spec(args: argparse.Namespace, task: str):
     if augmentation and task == "classification":
         raise InputError("--zoom and --colour-jitter augment segmentation; classification uses its own views")
     settings |= augmentation
+    if args.cross_view and task == "segmentation" and not args.init:
+        raise InputError("--cross-view sets up a pretraining: for segmentation, give --init ssl with it")
     split = SplitSpec(*(args.split or (0.7, 0.1, 0.2)), seed=args.split_seed, per_seed=args.split_per_seed)
     split.file = str(args.split_file.resolve()) if args.split_file else None
     split.groups_csv = str(args.groups.resolve()) if args.groups else None
@@ -147,7 +161,7 @@ def _spec(args: argparse.Namespace, task: str):
         seeds=tuple(args.seeds or ()),
         preset=args.preset,
         overrides={k: v for k, v in settings.items() if v is not None},
-        pretrain_overrides={"iterations": args.pretrain_iterations} if args.pretrain_iterations else {},
+        pretrain_overrides={k: v for k, v in pretraining_settings(args).items() if v is not None},
         weights=args.weights,
         split=split,
         init=args.init,

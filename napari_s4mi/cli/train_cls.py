@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from ..core.config import PRESETS
-from .common import add_data_arguments, add_device_arguments, open_or_create_project, run_with_ctrl_c
+from .common import (
+    CROSS_VIEW_HELP,
+    add_data_arguments,
+    add_device_arguments,
+    open_or_create_project,
+    pretraining_settings,
+    run_with_ctrl_c,
+)
 
 
 def add_cls_parser(tasks: argparse._SubParsersAction) -> None:
@@ -45,6 +52,11 @@ def add_cls_parser(tasks: argparse._SubParsersAction) -> None:
     cls.add_argument("--seed", type=int, help="seed of the split, subset, init and batches (default: 0)")
     cls.add_argument("--iterations", type=int, help="fine-tuning steps (default: the preset's; cpu-small: 600)")
     cls.add_argument("--pretrain-iterations", type=int, help="pretraining steps (default: cpu-small: 1500)")
+    cls.add_argument(
+        "--cross-view",
+        action="store_true",
+        help=CROSS_VIEW_HELP,
+    )
     cls.add_argument("--input-size", type=int, help="network input, a multiple of 32 (default: cpu-small 128)")
     cls.add_argument("--batch", type=int, help="images per step (default: 16)")
     cls.add_argument("--lr", type=float, help="fine-tuning learning rate (default: 3.6e-4)")
@@ -81,9 +93,7 @@ def cmd_train_cls(args: argparse.Namespace) -> int:
     pretrain_from = args.pretrain_from
     if pretrain_from is not None and (pretrain_from / PRETRAIN_DIR).is_dir():
         pretrain_from = pretrain_from / PRETRAIN_DIR
-    pipeline = plan_pipeline(
-        args.method, args.preset, finetune, {"iterations": args.pretrain_iterations}, pretrain_from
-    )
+    pipeline = plan_pipeline(args.method, args.preset, finetune, pretraining_settings(args), pretrain_from)
     if args.weights:
         for config in (pipeline.finetune, pipeline.pretraining):
             if config is not None:

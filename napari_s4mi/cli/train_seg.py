@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 from ..core.config import PRESETS
 from ..core.registry import method_entry, method_names
 from .common import (
+    CROSS_VIEW_HELP,
     add_augmentation_arguments,
     add_data_arguments,
     add_device_arguments,
     augmentation_settings,
     open_or_create_project,
+    pretraining_settings,
     run_with_ctrl_c,
 )
 
@@ -103,6 +105,11 @@ def add_seg_parser(tasks: argparse._SubParsersAction) -> None:
         "--pretrain-iterations", type=int, help="--init ssl: steps of a new pretraining (default: cpu-small 500)"
     )
     seg.add_argument(
+        "--cross-view",
+        action="store_true",
+        help=f"with --init ssl: {CROSS_VIEW_HELP}",
+    )
+    seg.add_argument(
         "--clusters",
         type=int,
         metavar="K",
@@ -125,6 +132,8 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
     from ..core.registry import make_config
     from ..core.runs import CONFIG_FILE
 
+    if args.cross_view and args.init is None:
+        raise InputError("--cross-view sets up --init ssl's pretraining: give --init ssl RUN with it")
     if args.masks is None and (args.mask_values or args.replace):
         raise InputError("--mask-values and --replace apply to an import: give --masks DIR with them")
     project = open_or_create_project(args.images, args.project, args.masks, args.out, args.mask_values, args.replace)
@@ -174,7 +183,7 @@ def _train_from_ssl(args: argparse.Namespace, project: Project, config: SegConfi
         raise InputError(f"--init {kind}: the only kind is ssl (--init ssl RUN); ImageNet or random: --weights")
     if args.init_from is not None:
         raise InputError("--init ssl and --init-from both set the starting weights: give one")
-    pretraining = {"iterations": args.pretrain_iterations}
+    pretraining = pretraining_settings(args)
     return run_with_ctrl_c(
         lambda cancel: train_with_ssl_init(
             project, config, args.out, Path(run), cancel, pretraining, restart=args.restart
