@@ -3,8 +3,8 @@ label fractions, multi-label training, per-slide scores from tiles, predictions.
 
 from __future__ import annotations
 
-import json
 import csv
+import json
 import shutil
 from collections import Counter
 

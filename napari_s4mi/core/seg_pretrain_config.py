@@ -41,6 +41,12 @@ def encoder_specs(networks: Mapping[str, Mapping], weights: str | None = None) -
     return specs
 
 
+def can_pretrain(networks: Mapping[str, Mapping]) -> bool:
+    """Whether every network of a segmentation config has an encoder the pretraining prepares (U-Net, Swin-UNet;
+    not PiCIE's FPN)."""
+    return bool(networks) and all(net.get("arch") in ("unet", "swin_unet") for net in networks.values())
+
+
 def same_encoder(pretrained: Mapping, wanted: Mapping) -> bool:
     """Whether two encoder specs describe the same architecture (their initial weights aside)."""
     keys = ("arch", "encoder", "embed_dim", "depths", "num_heads")

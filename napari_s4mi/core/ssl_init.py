@@ -9,13 +9,14 @@ blocks mirrored). The segmentation run's config.json records the files, so a res
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_target
+from .atomic import atomic_target, atomic_write_text
 from .cls_pipeline import pipeline_finished, relay
-from .errors import InputError
+from .errors import InputError, S4MIError
 from .events import CancelToken, Event, Stage
 from .project import Project
 from .registry import config_from_dict
@@ -24,6 +25,7 @@ from .seg_config import SegConfig
 from .seg_pretrain_config import SEG_PRETRAIN_METHOD, SegPretrainConfig, encoder_specs, pretraining_for, same_encoder
 
 ENCODERS_DIR = "encoders"
+PENDING_FILE = "then-train.json"  # in a pretraining folder: the segmentation run that follows it
 BACKBONE = "backbone.encoder."  # ProjectedBackbone > PooledEncoder > the timm network
 
 
@@ -84,6 +86,26 @@ def apply_ssl_init(config: SegConfig, run_dir: Path) -> list[str]:
     return chosen
 
 
+def write_pending(ssl_run: Path, out: Path, config: SegConfig, pretraining: dict[str, Any] | None) -> None:
+    """Note in ``ssl_run`` the segmentation run that follows its pretraining, so that a stopped job resumes both."""
+    record = {"out": str(Path(out).resolve()), "config": config.to_dict(), "pretraining": dict(pretraining or {})}
+    Path(ssl_run).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(ssl_run) / PENDING_FILE, json.dumps(record, indent=2))
+
+
+def read_pending(ssl_run: Path) -> tuple[Path, SegConfig, dict[str, Any]] | None:
+    """The segmentation run still to follow the pretraining in ``ssl_run`` (out, config, pretraining settings);
+    None when none was noted or it has begun (its folder holds a run)."""
+    try:
+        record = json.loads((Path(ssl_run) / PENDING_FILE).read_text())
+        out, config = Path(record["out"]), config_from_dict(record["config"])
+    except (OSError, ValueError, KeyError, TypeError, S4MIError):
+        return None
+    if (out / CONFIG_FILE).exists() or not isinstance(config, SegConfig):
+        return None
+    return out, config, dict(record.get("pretraining") or {})
+
+
 def _describe(spec: dict) -> str:
     return str(spec.get("encoder") or f"Swin {spec.get('embed_dim')}")
 
@@ -97,16 +119,20 @@ def train_with_ssl_init(
     pretraining: dict[str, Any] | None = None,
     restart: bool = False,
     pair: SegConfig | None = None,
+    note_pending: bool = True,
 ) -> Iterator[Event]:
     """Pretrain both encoders in ``ssl_run`` (unless finished there), then train ``config`` from them into
     ``out``; each stage announced by a ``Stage`` event. ``pretraining``: settings of a new pretraining; ``pair``:
-    the config whose two networks it pretrains (default ``config``'s, completed by cross-teaching's)."""
+    the config whose two networks it pretrains (default ``config``'s, completed by cross-teaching's);
+    ``note_pending``: note the segmentation run in ``ssl_run`` while it pretrains (``read_pending``)."""
     from .engine import train
 
     ssl_run = Path(ssl_run)
     if not pipeline_finished(ssl_run):
         again = (ssl_run / CONFIG_FILE).exists()
         pre = _pretraining_config(ssl_run) if again else pretraining_for(pair or config, **(pretraining or {}))
+        if note_pending:
+            write_pending(ssl_run, out, config, pretraining)
         yield Stage("pretraining", ssl_run, 1, 2)
         done = yield from relay(train(project, pre, ssl_run, cancel, resume=again, restart=restart))
         if done is None or done.cancelled or not pipeline_finished(ssl_run):

@@ -24,9 +24,9 @@ ANEW = "pretrain anew"
 SETTINGS = "cls.json"
 
 
-def finished_pretrainings(runs_dir: Path) -> list[Path]:
-    """Finished pretraining runs in a project's runs folder (top level or a pipeline's ``pretrain/``), newest
-    first."""
+def finished_pretrainings(runs_dir: Path, prepares: str = "classification") -> list[Path]:
+    """Finished pretraining runs for ``prepares`` (classification or segmentation) in a project's runs folder (top
+    level or a pipeline's ``pretrain/``), newest first."""
     from ..core.cls_pipeline import PRETRAIN_DIR, pipeline_finished
 
     found = []
@@ -36,7 +36,7 @@ def finished_pretrainings(runs_dir: Path) -> list[Path]:
                 config = json.loads((candidate / "config.json").read_text())["config"]
             except (OSError, ValueError, KeyError):
                 continue
-            usable = config.get("task") == "pretraining" and config.get("method") in pretraining_methods()
+            usable = config.get("task") == "pretraining" and config.get("method") in pretraining_methods(prepares)
             if usable and pipeline_finished(candidate):
                 found.append(candidate)
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)

@@ -9,9 +9,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core import host
-from ..core.events import CancelToken, Progress
-from .workers import Job, start_job
+from ..core.events import CancelToken
+from .workers import Job, frozen_after_first_step, start_job
 
 if TYPE_CHECKING:
     from ..core.cls_pipeline import ClsPipeline
@@ -21,10 +20,7 @@ if TYPE_CHECKING:
 def _pipeline(project: Project, pipeline: ClsPipeline, out: Path, resume: bool, cancel: CancelToken) -> Iterator[Any]:
     from ..core.cls_pipeline import run_pipeline  # torch is imported here, off the GUI thread
 
-    for event in run_pipeline(project, pipeline, out, cancel=cancel, resume=resume):
-        if isinstance(event, Progress):
-            host.freeze_startup_objects()  # only where S4MI owns the process
-        yield event
+    yield from frozen_after_first_step(run_pipeline(project, pipeline, out, cancel=cancel, resume=resume))
 
 
 def start_pipeline(project: Project, pipeline: ClsPipeline, out: Path, resume: bool = False) -> Job:

@@ -1,7 +1,9 @@
 """The Train widget's settings form: fields <-> a method's config, remembered between sessions in a JSON file.
 
 The methods and their settings come from the registry: a field shows when the chosen method's config has it (the
-Swin size for a config with a "swin" network, the unlabeled batch for a method with an unlabeled stream)."""
+Swin size for a config with a "swin" network, the unlabeled batch for a method with an unlabeled stream, k and the
+clustering interval for PiCIE). The encoders of a U-Net / Swin-UNet can start from a self-supervised pretraining on
+the project's own slides (``--init ssl``): a new one, or a finished one of the project."""
 
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ from ..core.atomic import atomic_write_text
 from ..core.config import DEVICES, PRECISIONS, PRESETS
 from ..core.registry import make_config, method_names
 from ..core.seg_config import SegConfig
+from ..core.seg_pretrain_config import SegPretrainConfig, can_pretrain
 
 CNN_ENCODERS = ("resnet18", "resnet34", "resnet50")
 SWIN_SIZES = {"48": (2, 4, 8, 16), "96": (3, 6, 12, 24)}  # embed dim → heads per stage
 SETTINGS_ENV = "S4MI_SETTINGS_DIR"
 TASK = "segmentation"
+WEIGHTS_INIT = "ImageNet weights (random where none)"
+SSL_ANEW = "self-supervised: pretrain anew"
 
 
 def settings_path(name: str = "train.json") -> Path:
@@ -62,6 +67,11 @@ class TrainForm(QWidget):
         self.label_fraction.setRange(0.0, 1.0)  # 0: a method that uses no labels (PiCIE)
         self.label_fraction.setSingleStep(0.05)
         self.label_fraction.setDecimals(2)
+        self.clusters = _spin(2, 64)
+        self.cluster_every = _spin(0, 1_000_000, 10)
+        self.cluster_every.setSpecialValueText("once per epoch")
+        self.encoders = _combo((WEIGHTS_INIT, SSL_ANEW))
+        self.pretrain_iterations = _spin(1, 1_000_000, 100)
         self.device = _combo(DEVICES)
         self.precision = _combo(PRECISIONS)
         layout = self._rows = QFormLayout(self)
@@ -76,12 +86,17 @@ class TrainForm(QWidget):
             ("unlabeled per batch", self.unlabeled_batch),
             ("learning rate", self.lr),
             ("label fraction", self.label_fraction),
+            ("clusters (k)", self.clusters),
+            ("steps between clusterings", self.cluster_every),
+            ("encoders start from", self.encoders),
+            ("pretraining steps", self.pretrain_iterations),
             ("device", self.device),
             ("precision", self.precision),
         ):
             layout.addRow(label, field)
         self.preset.currentTextChanged.connect(lambda _t: self.apply_preset())
         self.method.currentTextChanged.connect(lambda _t: self.apply_preset())
+        self.encoders.currentIndexChanged.connect(lambda _i: self._update_pretraining())
         self.apply_preset()
 
     def apply_preset(self) -> None:
@@ -107,6 +122,15 @@ class TrainForm(QWidget):
         self.swin.setEnabled("swin" in config.networks)
         self.unlabeled_batch.setEnabled(config.uses_unlabeled)
         self.label_fraction.setEnabled(config.uses_labels)
+        picie = hasattr(config, "clusters")
+        if picie:
+            self.clusters.setValue(config.clusters)
+            self.cluster_every.setValue(config.cluster_every)
+        self.clusters.setEnabled(picie)
+        self.cluster_every.setEnabled(picie)
+        self.encoders.setEnabled(can_pretrain(config.networks))
+        self.pretrain_iterations.setValue(SegPretrainConfig.for_preset(config.preset).iterations)
+        self._update_pretraining()
         batch_label = self._rows.labelForField(self.labeled_batch)
         batch_label.setText("labeled per batch" if config.uses_labels else "images per batch")
 
@@ -123,6 +147,10 @@ class TrainForm(QWidget):
             "unlabeled_batch": self.unlabeled_batch.value(),
             "lr": self.lr.text(),
             "label_fraction": self.label_fraction.value(),
+            "clusters": self.clusters.value(),
+            "cluster_every": self.cluster_every.value(),
+            "encoders": self.encoders.currentText(),
+            "pretrain_iterations": self.pretrain_iterations.value(),
             "device": self.device.currentText(),
             "precision": self.precision.currentText(),
         }
@@ -139,6 +167,8 @@ class TrainForm(QWidget):
             config.networks["cnn"]["encoder"] = v["cnn"]
         if "swin" in config.networks:
             config.networks["swin"].update(embed_dim=int(v["swin"]), num_heads=list(SWIN_SIZES[v["swin"]]))
+        if hasattr(config, "clusters"):
+            config.override(clusters=v["clusters"], cluster_every=v["cluster_every"])
         return config.override(
             input_size=v["input_size"],
             iterations=v["iterations"],
@@ -149,6 +179,31 @@ class TrainForm(QWidget):
             device=v["device"],
             precision=v["precision"],
         ).validate()
+
+    def ssl_init(self) -> tuple[Path | None, dict[str, Any]] | None:
+        """Where the encoders start: None for their weights (ImageNet or random); else (a finished pretraining to
+        reuse, or None for a new one; the new one's settings)."""
+        if not self.encoders.isEnabled() or self.encoders.currentText() == WEIGHTS_INIT:
+            return None
+        reuse = self.encoders.currentData()
+        if reuse:
+            return Path(reuse), {}
+        return None, {"iterations": self.pretrain_iterations.value()}
+
+    def set_pretrainings(self, runs: list[Path]) -> None:
+        """Offer these finished segmentation pretrainings to start from (the choice is kept when still offered)."""
+        chosen = self.encoders.currentText()
+        self.encoders.blockSignals(True)
+        self.encoders.clear()
+        self.encoders.addItems([WEIGHTS_INIT, SSL_ANEW])
+        for run in runs:
+            self.encoders.addItem(f"self-supervised: {run.name}", str(run))
+        self.encoders.setCurrentIndex(max(self.encoders.findText(chosen), 0))
+        self.encoders.blockSignals(False)
+        self._update_pretraining()
+
+    def _update_pretraining(self) -> None:
+        self.pretrain_iterations.setEnabled(self.encoders.isEnabled() and self.encoders.currentText() == SSL_ANEW)
 
     # --------------------------------------------------------------------------------------------- memory
 
@@ -176,6 +231,10 @@ class TrainForm(QWidget):
             "unlabeled_batch": lambda x: self.unlabeled_batch.setValue(int(x)),
             "lr": lambda x: self.lr.setText(str(x)),
             "label_fraction": lambda x: self.label_fraction.setValue(float(x)),
+            "clusters": lambda x: self.clusters.setValue(int(x)),
+            "cluster_every": lambda x: self.cluster_every.setValue(int(x)),
+            "encoders": lambda x: self.encoders.setCurrentText(str(x)),
+            "pretrain_iterations": lambda x: self.pretrain_iterations.setValue(int(x)),
             "device": lambda x: self.device.setCurrentText(str(x)),
             "precision": lambda x: self.precision.setCurrentText(str(x)),
         }

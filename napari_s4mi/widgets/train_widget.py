@@ -21,7 +21,7 @@ from .cluster_choice import ClusterChoiceRow
 from .session import report, session_for
 from .train_display import TrainingDisplay
 from .train_form import TrainForm
-from .workers import Job, JobError, start_training
+from .workers import Job, JobError, start_ssl_training, start_training
 
 STOP_WAIT_S = 120.0  # closing napari waits this long at most for the step in flight and the checkpoint
 TASKS = ("segmentation", "classification")
@@ -100,16 +100,23 @@ class TrainWidget(QWidget):
                 self._launch_pipeline(pipeline, project.runs_dir / name, resume=False)
                 return
             config = self.form.config()
+            init = self.form.ssl_init()
         except S4MIError as exc:
             show_error(f"training not started: {exc}")
             return
         self.form.save_settings()
-        name = time.strftime("%Y%m%d-%H%M%S") + f"-{config.method}"
-        self._launch(config, project.runs_dir / name, resume=False)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = project.runs_dir / f"{stamp}-{config.method}"
+        if init is None:
+            self._launch(config, out, resume=False)
+        else:
+            reuse, settings = init
+            self._launch_ssl(config, out, reuse or project.runs_dir / f"{stamp}-cass-seg", settings)
 
     def resume(self) -> None:
         """Resume the newest stopped job of the project (a run, or a classification pipeline) where it stopped."""
         from ..core.cls_pipeline import PIPELINE_FILE, pipeline_finished, read_pipeline
+        from ..core.ssl_init import read_pending
 
         project = report(self.session.require_project, "nothing to resume")
         if project is None:
@@ -123,7 +130,11 @@ class TrainWidget(QWidget):
             return
         chosen = candidates[0]
         pipeline = read_pipeline(chosen)
-        if pipeline is not None:
+        pending = read_pending(chosen)  # a stopped pretraining with the segmentation run still to follow
+        if pending is not None:
+            out, config, settings = pending
+            self._launch_ssl(config, out, chosen, settings)
+        elif pipeline is not None:
             self._launch_pipeline(pipeline, chosen, resume=True)
         else:
             self._launch(config_from_dict(read_run_config(chosen)["config"]), chosen, resume=True)
@@ -163,6 +174,29 @@ class TrainWidget(QWidget):
         stages = {"pretraining": pipeline.pretraining, "fine-tuning": pipeline.finetune}
         first = pipeline.pretraining or pipeline.finetune
         self.display.begin(first, out, False, self.window(), {k: v for k, v in stages.items() if v is not None})
+        self.job.worker.start()
+
+    def _launch_ssl(self, config, out: Path, ssl_run: Path, settings: dict) -> None:
+        """Segmentation from self-supervised encoders: pretrain them in ``ssl_run`` unless finished there, then
+        train into ``out`` (the CLI's ``--init ssl``), as one job with a stage each."""
+        from ..core.cls_pipeline import pipeline_finished
+        from ..core.seg_pretrain_config import pretraining_for
+        from ..core.ssl_init import read_pretraining
+
+        try:
+            if pipeline_finished(ssl_run):
+                read_pretraining(ssl_run)  # a cass-seg run: refused with one line before anything starts
+                stages = {"segmentation": config}
+            else:
+                stages = {"pretraining": pretraining_for(config, **settings), "segmentation": config}
+        except S4MIError as exc:
+            show_error(f"training not started: {exc}")
+            return
+        if not self._ready():
+            return
+        self.run_dir = out
+        self._begin(start_ssl_training(self.session.require_project(), config, out, ssl_run, settings))
+        self.display.begin(next(iter(stages.values())), out, False, self.window(), stages)
         self.job.worker.start()
 
     def _ready(self) -> bool:
@@ -211,6 +245,7 @@ class TrainWidget(QWidget):
         self.task.setEnabled(not running)
         if project is not None and not running:
             self.cls_form.set_pretrainings(finished_pretrainings(project.runs_dir))
+            self.form.set_pretrainings(finished_pretrainings(project.runs_dir, prepares="segmentation"))
 
     # --------------------------------------------------------------------------------------------- closing
 

@@ -32,6 +32,7 @@ from ..core.events import CancelToken, Progress
 if TYPE_CHECKING:
     from ..core.config import TrainConfig
     from ..core.project import Project
+    from ..core.seg_config import SegConfig
 
 # The job's math threads run one step below the GUI: on a CPU that other programs keep busy, nice +10 starved the
 # job (a `cpu-small` step beside two busy processes: 17.7 s at nice 10, 3.6 s at nice 3, 1.5 s at nice 0), while
@@ -163,19 +164,43 @@ def start_job(produce: Callable[[], Iterator[Any]], cancel: CancelToken, name: s
     return Job(worker, cancel, finished, computation.thread)
 
 
+def frozen_after_first_step(events: Iterator[Any]) -> Iterator[Any]:
+    """``events`` passed on; after a first step (torch's lazy imports are done too) the objects alive are frozen
+    out of the garbage collector's sight, only where S4MI owns the process (``host``)."""
+    for event in events:
+        if isinstance(event, Progress):
+            host.freeze_startup_objects()
+        yield event
+
+
 def _training(project: Project, config: TrainConfig, run_dir: Path, resume: bool, cancel: CancelToken) -> Iterator[Any]:
     from ..core.engine import train  # torch is imported here, off the GUI thread
 
-    for event in train(project, config, run_dir, cancel=cancel, resume=resume):
-        if isinstance(event, Progress):  # after a first step: torch's lazy imports are done too
-            host.freeze_startup_objects()  # only where S4MI owns the process
-        yield event
+    yield from frozen_after_first_step(train(project, config, run_dir, cancel=cancel, resume=resume))
 
 
 def start_training(project: Project, config: TrainConfig, run_dir: Path, resume: bool = False) -> Job:
     """A (not yet started) job yielding the engine's events for one run."""
     cancel = CancelToken()
     return start_job(partial(_training, project, config, run_dir, resume, cancel), cancel, "s4mi-training")
+
+
+def _ssl_training(
+    project: Project, config: SegConfig, out: Path, ssl_run: Path, pretraining: dict, cancel: CancelToken
+) -> Iterator[Any]:
+    from ..core.ssl_init import train_with_ssl_init
+
+    yield from frozen_after_first_step(train_with_ssl_init(project, config, out, ssl_run, cancel, pretraining))
+
+
+def start_ssl_training(
+    project: Project, config: SegConfig, out: Path, ssl_run: Path, pretraining: dict | None = None
+) -> Job:
+    """A (not yet started) job: both encoders pretrained in ``ssl_run`` unless finished there (``pretraining``:
+    its settings), then ``config`` trained from them into ``out`` (``--init ssl``); Stage events mark the two."""
+    cancel = CancelToken()
+    produce = partial(_ssl_training, project, config, out, ssl_run, dict(pretraining or {}), cancel)
+    return start_job(produce, cancel, "s4mi-training")
 
 
 @dataclass(frozen=True)

@@ -124,4 +124,6 @@ def _seg_from_ssl(
     pre_dir = out / RUNS_DIR / str(spec.pretraining_dir(run))
     pretraining = known_settings(method_entry("pretraining", SEG_PRETRAIN_METHOD).config, spec.pretrain_overrides)
     run_dir = out / RUNS_DIR / run.name
-    yield from train_with_ssl_init(project, config, run_dir, pre_dir, cancel, pretraining, pair=pair)
+    yield from train_with_ssl_init(
+        project, config, run_dir, pre_dir, cancel, pretraining, pair=pair, note_pending=False
+    )
