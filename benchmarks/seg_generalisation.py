@@ -1,9 +1,10 @@
 """How segmentation runs generalise: pooled IoU and Dice on a project's test split and on its stress set
 (the same test images rescaled and recoloured: core/stress.py), plus how much of large lesions is found.
 
-Nothing here trains or tunes: the test split and its variants are only predicted. Large lesions are those that
-cover over 30% of the frame; "area ratio" is predicted foreground over true foreground on them (< 1: under-
-segmented).
+Nothing here trains or tunes: the test split and its variants are only predicted; the large variant (over the
+tile threshold) twice, tiled as in training and resized whole (``s4mi predict --large-slides whole``). Large lesions
+are those that cover over 30% of the frame; "area ratio" is predicted foreground over true foreground on them (< 1:
+under-segmented).
 
     python benchmarks/seg_generalisation.py --project bench-out/isic/project --runs bench-out/isic/run-a run-b \
         --out bench-out/generalisation
@@ -24,6 +25,7 @@ from napari_s4mi.core.project import Project
 from napari_s4mi.core.stress import VARIANTS, stress_pair
 
 LARGE = 0.3  # share of the frame above which a lesion counts as large
+WHOLE = "large, resized whole"  # the large variant predicted with --large-slides whole
 
 
 def write_stress_set(project: Project, ids: list[str], folder: Path) -> dict[str, list[tuple[Path, Path]]]:
@@ -48,8 +50,9 @@ def write_stress_set(project: Project, ids: list[str], folder: Path) -> dict[str
     return pairs
 
 
-def evaluate(run_dir: Path, pairs: list[tuple[Path, Path]]) -> dict[str, float]:
-    """Pooled IoU and Dice of a run on (image, mask) files, and the area ratio on large lesions."""
+def evaluate(run_dir: Path, pairs: list[tuple[Path, Path]], large_slides: str = "tile") -> dict[str, float]:
+    """Pooled IoU and Dice of a run on (image, mask) files, and the area ratio on large lesions; ``large_slides``:
+    how slides over the run's tile threshold are predicted (tiled, or resized whole)."""
     from napari_s4mi.core.io import read_mask
 
     predictor = open_predictor(run_dir, device="cpu")
@@ -58,7 +61,7 @@ def evaluate(run_dir: Path, pairs: list[tuple[Path, Path]]) -> dict[str, float]:
     for image_path, mask_path in pairs:
         truth = read_mask(mask_path) > 0
         with open_slide(image_path) as slide:
-            predicted = predictor.predict(slide, batch_size=16).labels > 0
+            predicted = predictor.predict(slide, batch_size=16, large_slides=large_slides).labels > 0
         counts.add(predicted.astype(np.uint8), truth.astype(np.uint8))
         if truth.mean() > LARGE:
             large_pred, large_true = large_pred + int(predicted.sum()), large_true + int(truth.sum())
@@ -79,12 +82,16 @@ def main() -> None:
     if not ids:
         raise SystemExit("seg_generalisation: the project has no annotated test slides (assign splits first)")
     pairs = write_stress_set(project, ids, args.out / "stress")
-    results = {str(run): {v: evaluate(run, pairs[v]) for v in VARIANTS} for run in args.runs}
+    columns = [*VARIANTS, WHOLE]
+    results = {
+        str(run): {v: evaluate(run, pairs[v]) for v in VARIANTS} | {WHOLE: evaluate(run, pairs["large"], "whole")}
+        for run in args.runs
+    }
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"{len(ids)} test slides\n\n| run | " + " | ".join(VARIANTS) + " | large-lesion area ratio |")
-    print("|---" * (len(VARIANTS) + 2) + "|")
+    print(f"{len(ids)} test slides\n\n| run | " + " | ".join(columns) + " | large-lesion area ratio |")
+    print("|---" * (len(columns) + 2) + "|")
     for run, by_variant in results.items():
-        cells = " | ".join(f"{by_variant[v]['iou']:.3f}" for v in VARIANTS)
+        cells = " | ".join(f"{by_variant[v]['iou']:.3f}" for v in columns)
         print(f"| {Path(run).name} | {cells} | {by_variant['original']['large_area_ratio']:.2f} |")
 
 

@@ -176,7 +176,7 @@ def test_a_large_slide_scores_the_mean_of_its_tiles(cls_project, tmp_path):
     assert saliency.shape == (1000, 1200) and saliency.dtype == np.float32
 
 
-def test_cli_cross_view_reaches_the_cass_pretraining_and_is_refused_elsewhere(tmp_path, capsys):
+def test_cli_cross_view_and_segmentation_options_are_refused_where_they_do_not_apply(tmp_path, capsys):
     images = tmp_path / "slides"
     shutil.copytree(SAMPLE_CLS / "images", images)
     labels = ["--labels", str(SAMPLE_CLS / "labels.csv")]
@@ -185,6 +185,10 @@ def test_cli_cross_view_reaches_the_cass_pretraining_and_is_refused_elsewhere(tm
     args = ["train", "cls", "--images", str(images), *labels, "--out", str(run), *steps, *TINY]
     assert main([*args, "--method", "cass", "--cross-view"]) == 0
     assert json.loads((run / "pretrain" / "config.json").read_text())["config"]["cross_view"] is True
+    predict = ["predict", "--run", str(run), "--images", str(images), "--out", str(tmp_path / "p")]
+    assert main([*predict, "--large-slides", "whole"]) == 2  # a segmentation option
+    assert "--large-slides does not apply to a classification run" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
     project = ["--project", str(images / ".s4mi")]
     dino = ["train", "cls", *project, "--out", str(tmp_path / "dino"), "--method", "dino", "--cross-view", *TINY]
     assert main(dino) == 2

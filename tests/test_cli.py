@@ -101,6 +101,24 @@ def test_train_predict_resume(slides, monkeypatch, capsys):
     after = slide_folder_hash(slides / "images")
     assert after == before, "slides must stay untouched"
 
+    # a slide over the tile threshold (the same scene at 768 x 1024): tiled as in training, or resized whole
+    from napari_s4mi.core.io import open_slide
+    from napari_s4mi.core.predictor import open_predictor
+    from napari_s4mi.core.stress import stress_pair
+
+    first = sorted((slides / "images").glob("*.jpg"))[0]
+    with open_slide(first) as slide:
+        large, _ = stress_pair(slide.read(), np.zeros(slide.shape, np.uint8), "large")
+    (slides / "large").mkdir()
+    Image.fromarray(large).save(slides / "large" / "big.png")
+    predictor = open_predictor(run, device="cpu")
+    with open_slide(slides / "large" / "big.png") as slide:
+        assert predictor.predict(slide).n_tiles == 6  # 2 x 3 tiles of 480 px
+        assert predictor.predict(slide, large_slides="whole").n_tiles == 1
+    args = ["predict", "--run", str(run), "--images", str(slides / "large"), "--device", "cpu"]
+    assert main([*args, "--out", str(slides / "whole"), "--large-slides", "whole"]) == 0
+    assert np.asarray(Image.open(slides / "whole" / "big.png")).shape == (768, 1024)
+
 
 def test_resume_a_stopped_run(slides, monkeypatch, capsys):
     small_networks(monkeypatch)

@@ -1,4 +1,5 @@
-"""The stress set's variants: same shapes, masks that follow the geometry, colours that move."""
+"""The stress set's variants: same shapes (the large one at 3H x 4W), masks that follow the geometry, colours that
+move; and prediction of a large slide tiled or resized whole."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from napari_s4mi.core.io import open_slide, read_mask
 from napari_s4mi.core.sample import sample_dir
-from napari_s4mi.core.stress import VARIANTS, ZOOM_IN, ZOOM_OUT, stress_pair
+from napari_s4mi.core.stress import LARGE, VARIANTS, ZOOM_IN, ZOOM_OUT, stress_pair
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,11 @@ def test_every_variant_keeps_shape_and_dtype(real_pair) -> None:
     image, mask = real_pair
     for variant in VARIANTS:
         out, out_mask = stress_pair(image, mask, variant)
-        assert out.shape == image.shape and out.dtype == np.uint8
-        assert out_mask.shape == mask.shape and set(np.unique(out_mask)) <= {0, 1}
+        factor = LARGE if variant == "large" else (1, 1)
+        assert out_mask.shape == (mask.shape[0] * factor[0], mask.shape[1] * factor[1])
+        assert out.shape == (*out_mask.shape, 3) and out.dtype == np.uint8 and set(np.unique(out_mask)) <= {0, 1}
+        if variant == "large":  # the same scene: the lesion keeps its share of the frame
+            assert out_mask.mean() == pytest.approx(mask.mean(), rel=0.03)
 
 
 def test_zooms_scale_the_lesion_area(real_pair) -> None:

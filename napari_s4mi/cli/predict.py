@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..core.config import DEVICES
+from ..core.seg_config import LARGE_SLIDES
 
 
 def add_predict_parser(commands: argparse._SubParsersAction) -> None:
@@ -34,6 +35,14 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
     )
     seg = predict.add_argument_group("segmentation runs")
     seg.add_argument("--disagreement", action="store_true", help="also write <stem>_disagreement.tif (default: off)")
+    seg.add_argument(
+        "--large-slides",
+        choices=LARGE_SLIDES,
+        default="tile",
+        help="a slide over the run's tile threshold (960 px): cut into tiles as in training, or resized whole like the "
+        "smaller training slides (the same field of view, e.g. dermoscopy photographs at a higher resolution than "
+        "the training images) (default: %(default)s)",
+    )
     cls = predict.add_argument_group("classification runs")
     cls.add_argument(
         "--saliency",
@@ -60,8 +69,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not slides:
         raise InputError(f"{args.images}: no PNG/JPEG/BMP/TIFF slides found; point --images at a folder of slides")
     predictor = open_predictor(args.run, which=args.which, device=args.device)
+    options = predictor_options(predictor, args)  # an option the run's task does not take: refused first
     args.out.mkdir(parents=True, exist_ok=True)
-    options = predictor_options(predictor, args)
     result = predictor.predict_folder(slides, args.out, **options)
     line = f"s4mi: predicted {result.written} of {result.total} slides with {predictor.which} into {args.out}"
     if result.skipped:
@@ -70,15 +79,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 2 if result.skipped else 0
 
 
+DEFAULTS = {"disagreement": False, "saliency": None, "kind": "gradient", "large_slides": "tile"}  # the flags' own
+
+
 def predictor_options(predictor, args: argparse.Namespace) -> dict:
-    """The command's options that this predictor's ``predict_folder`` takes."""
+    """The command's options that this predictor's ``predict_folder`` takes; InputError for one given that it
+    does not take."""
     import inspect
+
+    from ..core.errors import InputError
 
     wanted = {
         "disagreement": args.disagreement,
         "saliency": args.saliency,
         "kind": args.saliency_kind,
         "strict": args.strict,
+        "large_slides": args.large_slides,
     }
     accepted = inspect.signature(predictor.predict_folder).parameters
+    for key, value in wanted.items():
+        if key not in accepted and value != DEFAULTS.get(key, value):
+            flag = "--saliency-kind" if key == "kind" else f"--{key.replace('_', '-')}"
+            raise InputError(f"{flag} does not apply to a {predictor.config.task} run")
     return {key: value for key, value in wanted.items() if key in accepted}

@@ -24,6 +24,10 @@ def swin_spec(embed_dim: int, num_heads: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
+LARGE_SLIDES = ("tile", "whole")  # how prediction treats a slide over the run's tile threshold
+WHOLE_LIMIT = 8192  # "whole": slides up to this side are resized whole; larger ones are still tiled
+
+
 @dataclass
 class SegConfig(TrainConfig):
     """Settings every segmentation method shares: tiling, input size, batches, labels, augmentation."""

@@ -4,7 +4,9 @@ generalises without touching anything it was trained or tuned on.
 Each variant is a fixed, deterministic transform of an (H, W, 3) uint8 image and its (H, W) mask, at the same
 size: ``zoom-out`` (the image shrunk to 60% on a canvas of its own border colour: a smaller lesion),
 ``zoom-in`` (the central 62% enlarged: a lesion that fills the frame, where models under-segmented), ``recolour``
-(a warm colour cast, lower contrast and a gamma), ``dark`` (70% brightness).
+(a warm colour cast, lower contrast and a gamma), ``dark`` (70% brightness); and one at another size,
+``large`` (the same scene at 3H × 4W: a photograph at a higher resolution and 4:3, as original dermoscopy images
+are before a data set squares them, and over the 960 px above which prediction tiles a slide).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import numpy as np
 
 from .preprocess import resize_image, resize_mask
 
-VARIANTS = ("original", "zoom-out", "zoom-in", "recolour", "dark")
+VARIANTS = ("original", "zoom-out", "zoom-in", "recolour", "dark", "large")
 ZOOM_OUT, ZOOM_IN = 0.6, 1.6
+LARGE = (3, 4)  # the large variant's height and width, in multiples of the image's
 
 
 def _uint8(values: np.ndarray) -> np.ndarray:
@@ -54,7 +57,7 @@ def recolour(image: np.ndarray) -> np.ndarray:
 
 
 def stress_pair(image: np.ndarray, mask: np.ndarray, variant: str) -> tuple[np.ndarray, np.ndarray]:
-    """The ``variant`` of an image and its mask (same shape and dtype)."""
+    """The ``variant`` of an image and its mask (same dtype; same shape but for ``large``)."""
     if variant == "original":
         return image, mask
     if variant == "zoom-out":
@@ -65,4 +68,7 @@ def stress_pair(image: np.ndarray, mask: np.ndarray, variant: str) -> tuple[np.n
         return recolour(image), mask
     if variant == "dark":
         return _uint8(image.astype(np.float32) * 0.7), mask
+    if variant == "large":
+        size = (mask.shape[0] * LARGE[0], mask.shape[1] * LARGE[1])
+        return _uint8(resize_image(image, size)), resize_mask(mask, size)
     raise ValueError(f"unknown stress variant '{variant}': use one of {', '.join(VARIANTS)}")

@@ -50,12 +50,15 @@ class SegPredictor:
         first, second = (probs[name] for name in self.method.networks)
         return chosen, (0.5 * (first - second).abs().sum(dim=1)).cpu()
 
-    def predict(self, slide: Slide, out_dir: Path | None = None, batch_size: int = 8) -> SlidePrediction:
-        """Predict a whole slide tile by tile, stitched at full resolution."""
+    def predict(
+        self, slide: Slide, out_dir: Path | None = None, batch_size: int = 8, large_slides: str = "tile"
+    ) -> SlidePrediction:
+        """Predict a whole slide tile by tile, stitched at full resolution; ``large_slides``: ``tile`` or
+        ``whole`` (``tasks.segmentation.tiling_spec``)."""
         return predict_slide(
             slide,
             self.predict_tiles,
-            tiling_spec(self.config),
+            tiling_spec(self.config, large_slides),
             num_classes=len(self.classes),
             red_norm=self.red_norm,
             batch_size=batch_size,
@@ -64,12 +67,18 @@ class SegPredictor:
         )
 
     def predict_folder(
-        self, paths: list[Path], out: Path, disagreement: bool = False, strict: bool = False
+        self,
+        paths: list[Path],
+        out: Path,
+        disagreement: bool = False,
+        strict: bool = False,
+        large_slides: str = "tile",
     ) -> BatchResult:
         """Write ``<name>.png`` masks (``<name>.tif`` past 8192² px), and the CNN-Swin disagreement when asked;
         ``<name>`` is the slide's stem, or its file name where stems collide (``prediction_names``). A slide that
         cannot be read is reported and skipped (``strict``: the error stops the batch); what was written is
-        counted in the result."""
+        counted in the result. ``large_slides``: see ``predict``."""
+        tiling_spec(self.config, large_slides)  # a bad choice is refused before anything is written
         from tqdm import tqdm
 
         from ..io import open_slide
@@ -84,7 +93,7 @@ class SegPredictor:
 
             def predict(path: Path = path, work: Path = work) -> SlidePrediction:
                 with open_slide(path) as slide:
-                    return self.predict(slide, out_dir=work)
+                    return self.predict(slide, out_dir=work, large_slides=large_slides)
 
             try:
                 prediction = batch.attempt(path, predict)

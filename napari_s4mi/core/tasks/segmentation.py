@@ -8,18 +8,27 @@ from typing import Any
 import torch
 
 from ..data import TileSet, TwoStreamSampler, is_colour, load_tiles, plan_data
+from ..errors import InputError
 from ..inputs import normalise_batch
 from ..preprocess import TilingSpec
 from ..project import Project
 from ..project.mask_checks import check_training_masks, require_foreground
-from ..seg_config import SegConfig
+from ..seg_config import LARGE_SLIDES, WHOLE_LIMIT, SegConfig
 from .base import HostBatch, TrainingData
 
 VALIDATION_BATCH = 16
 
 
-def tiling_spec(config: SegConfig) -> TilingSpec:
-    return TilingSpec(input_size=config.input_size, tile_size=config.tile_size, tile_threshold=config.tile_threshold)
+def tiling_spec(config: SegConfig, large_slides: str = "tile") -> TilingSpec:
+    """How slides become network inputs. ``large_slides`` (prediction): ``tile`` cuts a slide over the threshold
+    into tiles, as training did (the paper's recipe); ``whole`` resizes every slide up to WHOLE_LIMIT px whole, as
+    training resized its slides under the threshold — the same field of view where large slides frame the same
+    scene as the smaller training images (dermoscopy photographs at a higher resolution), not the same pixel scale
+    (microscopy at a fixed magnification wants ``tile``)."""
+    if large_slides not in LARGE_SLIDES:
+        raise InputError(f"large slides '{large_slides}': use one of {', '.join(LARGE_SLIDES)}")
+    threshold = max(config.tile_threshold, WHOLE_LIMIT) if large_slides == "whole" else config.tile_threshold
+    return TilingSpec(input_size=config.input_size, tile_size=config.tile_size, tile_threshold=threshold)
 
 
 class SegmentationData(TrainingData):
