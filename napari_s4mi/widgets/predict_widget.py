@@ -58,6 +58,12 @@ class PredictWidget(QWidget):
         self.device = QComboBox()
         self.device.addItems(list(DEVICES))
         self.disagreement = QCheckBox("show CNN↔Swin disagreement")
+        self.whole_slides = QCheckBox("resize large slides whole")
+        self.whole_slides.setToolTip(
+            "Slides over the run's tile threshold (960 px) are cut into tiles as in training; checked, they are "
+            "resized whole like the smaller training slides: the same field of view, e.g. photographs at a higher "
+            "resolution than the training images (s4mi predict --large-slides whole)"
+        )
         self.predict_button = QPushButton("Predict")
         self.stop_button = QPushButton("Stop")
         self.accept_button = QPushButton("Accept as annotation")
@@ -94,6 +100,7 @@ class PredictWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.disagreement)
+        layout.addWidget(self.whole_slides)
         buttons = QHBoxLayout()
         buttons.addWidget(self.predict_button)
         buttons.addWidget(self.stop_button)
@@ -139,7 +146,7 @@ class PredictWidget(QWidget):
         self.run_box.setToolTip(self.run_box.currentText())
         classifies = summary is not None and summary.task == "classification"
         self.cls_panel.setVisible(classifies)
-        for widget in (self.disagreement, self.accept_button):
+        for widget in (self.disagreement, self.whole_slides, self.accept_button):
             widget.setVisible(not classifies)
 
     @property
@@ -179,8 +186,15 @@ class PredictWidget(QWidget):
                 project, Path(run_dir), slides, self.network.currentText(), self.device.currentText()
             )
         else:
+            large_slides = "whole" if self.whole_slides.isChecked() else "tile"
             self.job = start_prediction(
-                project, run_dir, slides, self.session.slide_id, self.network.currentText(), self.device.currentText()
+                project,
+                run_dir,
+                slides,
+                self.session.slide_id,
+                self.network.currentText(),
+                self.device.currentText(),
+                large_slides,
             )
         worker = self.job.worker
         worker.yielded.connect(self._on_result)

@@ -221,6 +221,7 @@ def _prediction(
     show_id: str | None,
     which: str,
     device: str,
+    large_slides: str,
     cancel: CancelToken,
 ) -> Iterator[SlideResult]:
     from ..core.device import release_memory
@@ -232,7 +233,7 @@ def _prediction(
             if cancel.cancelled:
                 return
             with project.open_slide(slide_id) as slide:
-                result = predictor.predict(slide)
+                result = predictor.predict(slide, large_slides=large_slides)
             labels = result.labels.astype("uint8", copy=False)
             project.save_prediction(slide_id, labels, result.disagreement)
             host.freeze_startup_objects()  # owned process only; no-op after the first time
@@ -247,9 +248,16 @@ def _prediction(
 
 
 def start_prediction(
-    project: Project, run_dir: Path, slide_ids: list[str], show_id: str | None, which: str, device: str
+    project: Project,
+    run_dir: Path,
+    slide_ids: list[str],
+    show_id: str | None,
+    which: str,
+    device: str,
+    large_slides: str = "tile",
 ) -> Job:
-    """A (not yet started) job predicting slides into the project, yielding one SlideResult per slide."""
+    """A (not yet started) job predicting slides into the project, yielding one SlideResult per slide;
+    ``large_slides``: slides over the tile threshold tiled or resized whole (``tasks.segmentation.tiling_spec``)."""
     cancel = CancelToken()
-    produce = partial(_prediction, project, run_dir, slide_ids, show_id, which, device, cancel)
+    produce = partial(_prediction, project, run_dir, slide_ids, show_id, which, device, large_slides, cancel)
     return start_job(produce, cancel, "s4mi-prediction")

@@ -70,6 +70,7 @@ def test_label_pretrain_finetune_predict_and_saliency(s4mi_viewer, qtbot, tmp_pa
     predict_w.refresh_runs()
     predict_w.run_box.setCurrentIndex(predict_w.run_box.findData(str(run)))
     assert predict_w.cls_panel.isVisibleTo(predict_w) and not predict_w.disagreement.isVisibleTo(predict_w)
+    assert not predict_w.whole_slides.isVisibleTo(predict_w)  # a segmentation option
     predict_w.scope.setCurrentText("all slides")
     predict_w.device.setCurrentText("cpu")
     predict_w.predict_button.click()

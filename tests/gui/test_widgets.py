@@ -93,6 +93,7 @@ def test_annotate_train_stop_resume_predict(s4mi_viewer, qtbot, sample_project):
     before = viewer.screenshot(canvas_only=True, flash=False)
     predict_w.scope.setCurrentText("current slide")
     predict_w.disagreement.setChecked(True)
+    assert predict_w.whole_slides.isVisibleTo(predict_w) and not predict_w.whole_slides.isChecked()
     predict_w.predict_button.click()
     _wait_idle(qtbot, predict_w)
     assert predict_w.last_error is None

@@ -115,3 +115,36 @@ def test_stop_waits_for_the_computation_to_end(qtbot):
     job.thread.join(timeout=5)
     assert not job.thread.is_alive()
     assert events[-1] == "checkpoint"  # every event reached the GUI before the worker's finished signal
+
+
+def test_prediction_job_resizes_a_large_slide_whole_when_asked(qtbot, sample_project, tmp_path):
+    import numpy as np
+    from conftest import tiny_config
+    from PIL import Image
+
+    from napari_s4mi.core.engine import train
+    from napari_s4mi.core.predictor import open_predictor
+    from napari_s4mi.core.project import Project
+    from napari_s4mi.core.stress import stress_pair
+    from napari_s4mi.widgets.workers import start_prediction
+
+    run = tmp_path / "run"
+    list(train(sample_project, tiny_config(iterations=2), run, CancelToken()))
+    slide_id = sample_project.ids[0]
+    with sample_project.open_slide(slide_id) as slide:
+        large, _ = stress_pair(slide.read(), np.zeros(slide.shape, np.uint8), "large")  # 768 x 1024: over 960
+    (tmp_path / "large").mkdir()
+    Image.fromarray(large).save(tmp_path / "large" / "big.png")
+    project = Project.create(tmp_path / "large", project_dir=tmp_path / "large-project")
+    big = project.ids[0]
+    predictor = open_predictor(run, device="cpu")
+    with project.open_slide(big) as slide:
+        whole = predictor.predict(slide, large_slides="whole")
+    assert whole.n_tiles == 1 and whole.labels.shape == (768, 1024)
+
+    job = start_prediction(project, run, [big], big, "auto", "cpu", "whole")
+    results = []
+    job.worker.yielded.connect(results.append)
+    with qtbot.waitSignal(job.worker.finished, timeout=120_000):
+        job.worker.start()
+    assert len(results) == 1 and np.array_equal(results[0].labels, whole.labels)
