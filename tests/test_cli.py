@@ -118,6 +118,10 @@ def test_train_predict_resume(slides, monkeypatch, capsys):
     args = ["predict", "--run", str(run), "--images", str(slides / "large"), "--device", "cpu"]
     assert main([*args, "--out", str(slides / "whole"), "--large-slides", "whole"]) == 0
     assert np.asarray(Image.open(slides / "whole" / "big.png")).shape == (768, 1024)
+    assert "note" not in capsys.readouterr().err
+    assert main([*args, "--out", str(slides / "tiled")]) == 0
+    assert "big.png: a 768×1024 slide is over the 960-px tile threshold" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["largest_training_side"] == 256
 
 
 def test_resume_a_stopped_run(slides, monkeypatch, capsys):

@@ -70,6 +70,7 @@ class TileSet:
     images: np.ndarray
     masks: np.ndarray | None
     slide_ids: list[str]
+    largest_side: int = 0  # the longest side of the slides they came from, in px
 
     def __len__(self) -> int:
         return len(self.images)
@@ -92,10 +93,12 @@ def load_tiles(project: Project, ids: list[str], spec: TilingSpec, with_masks: b
     images: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     owners: list[str] = []
+    sides: list[int] = [0]
     batch = SlideBatch(len(ids), report=lambda line: None)
 
     def read(slide_id: str) -> None:  # a slide failing half-way leaves some tiles: the batch fails as a whole
         with project.open_slide(slide_id) as slide:
+            sides.append(max(slide.shape[:2]))
             mask = project.read_mask(slide_id) if with_masks else None
             for tile in tile_grid(slide.shape[0], slide.shape[1], spec):
                 region = slide.read_region(tile.y, tile.x, tile.h, tile.w)
@@ -113,7 +116,7 @@ def load_tiles(project: Project, ids: list[str], spec: TilingSpec, with_masks: b
     shape = (0, size, size, 3)
     image_array = np.stack(images) if images else np.zeros(shape, np.uint8)
     mask_array = (np.stack(masks) if masks else np.zeros(shape[:3], np.uint8)) if with_masks else None
-    return TileSet(image_array, mask_array, owners)
+    return TileSet(image_array, mask_array, owners, max(sides))
 
 
 def is_colour(tiles: TileSet, sample: int = 16) -> bool:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QShowEvent
 from qtpy.QtWidgets import (
@@ -85,6 +85,7 @@ class PredictWidget(QWidget):
         self.job: Job | None = None
         self.last_error: str | None = None
         self.predicted: list[str] = []
+        self.notes: list[str] = []  # the job's notes shown (how large slides were cut)
         self._pbar: ActivityBar | None = None
         self.refresh_runs()
 
@@ -179,7 +180,7 @@ class PredictWidget(QWidget):
         if not slides:
             show_info("S4MI: no slides to predict for this choice")
             return
-        self.last_error, self.predicted, self._started = None, [], time.perf_counter()
+        self.last_error, self.predicted, self.notes, self._started = None, [], [], time.perf_counter()
         project = self.session.require_project()
         if self.classifies:
             self.job = start_classification(
@@ -230,7 +231,11 @@ class PredictWidget(QWidget):
         self.status.setText(f"predicted {result.done}/{result.total}: {result.slide_id}")
         if isinstance(result, ClassScores):
             self.cls_panel.add(result)
-        elif result.labels is not None:
+            return
+        if result.note is not None and not self.notes:  # once a job: a folder of large slides would repeat it
+            self.notes.append(result.note)
+            show_warning(f"S4MI: {result.slide_id}: {result.note}")
+        if result.labels is not None:
             self.session.show_prediction(result.slide_id, result.labels, result.disagreement)
         else:
             self.session.statuses_changed.emit()

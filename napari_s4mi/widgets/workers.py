@@ -212,6 +212,7 @@ class SlideResult:
     total: int
     labels: Any = None
     disagreement: Any = None
+    note: str | None = None  # about how the slide was cut (SegPredictor.tiling_note)
 
 
 def _prediction(
@@ -233,14 +234,14 @@ def _prediction(
             if cancel.cancelled:
                 return
             with project.open_slide(slide_id) as slide:
+                note = predictor.tiling_note(slide.shape, large_slides)
                 result = predictor.predict(slide, large_slides=large_slides)
             labels = result.labels.astype("uint8", copy=False)
             project.save_prediction(slide_id, labels, result.disagreement)
             host.freeze_startup_objects()  # owned process only; no-op after the first time
             shown = slide_id == show_id
-            yield SlideResult(
-                slide_id, done, len(slide_ids), labels if shown else None, result.disagreement if shown else None
-            )
+            dis = result.disagreement if shown else None
+            yield SlideResult(slide_id, done, len(slide_ids), labels if shown else None, dis, note)
     finally:
         device_used = predictor.device
         del predictor

@@ -117,7 +117,7 @@ def test_stop_waits_for_the_computation_to_end(qtbot):
     assert events[-1] == "checkpoint"  # every event reached the GUI before the worker's finished signal
 
 
-def test_prediction_job_resizes_a_large_slide_whole_when_asked(qtbot, sample_project, tmp_path):
+def test_prediction_job_resizes_a_large_slide_whole_when_asked_and_notes_tiling_it(qtbot, sample_project, tmp_path):
     import numpy as np
     from conftest import tiny_config
     from PIL import Image
@@ -147,4 +147,13 @@ def test_prediction_job_resizes_a_large_slide_whole_when_asked(qtbot, sample_pro
     job.worker.yielded.connect(results.append)
     with qtbot.waitSignal(job.worker.finished, timeout=120_000):
         job.worker.start()
-    assert len(results) == 1 and np.array_equal(results[0].labels, whole.labels)
+    assert len(results) == 1 and np.array_equal(results[0].labels, whole.labels) and results[0].note is None
+    # tiled, the slide is seen closer than the run's 256-px training slides were: said once, with the way out
+    assert "--large-slides whole" in predictor.tiling_note((768, 1024))
+    assert predictor.tiling_note((768, 1024), "whole") is None and predictor.tiling_note((900, 900)) is None
+    job = start_prediction(project, run, [big], big, "auto", "cpu", "tile")
+    results.clear()
+    job.worker.yielded.connect(results.append)
+    with qtbot.waitSignal(job.worker.finished, timeout=120_000):
+        job.worker.start()
+    assert results[0].note == predictor.tiling_note((768, 1024))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,20 @@ class SegPredictor:
             raise InputError(
                 f"{run.path}: cannot predict with '{which}'; this run has {', '.join(self.config.outputs)}"
             )
+
+    def tiling_note(self, shape: tuple[int, ...], large_slides: str = "tile") -> str | None:
+        """A line for a slide that tiling shows less of than training showed of its slides (a slide over the tile
+        threshold, tiled, from a run that trained on whole slides under it); None otherwise."""
+        trained = self.run.record.get("largest_training_side")
+        threshold = self.config.tile_threshold
+        if large_slides != "tile" or max(shape[:2]) <= threshold or trained is None or trained > threshold:
+            return None
+        return (
+            f"a {shape[0]}×{shape[1]} slide is over the {threshold}-px tile threshold, but this run trained on whole "
+            f"slides of at most {trained} px: cut into {self.config.tile_size}-px tiles, it is seen at a closer field "
+            "of view than in training; where it shows the same kind of scene at a higher resolution (photographs, "
+            "dermoscopy), resize large slides whole (--large-slides whole)"
+        )
 
     @property
     def has_disagreement(self) -> bool:
@@ -88,11 +103,17 @@ class SegPredictor:
         names = output_names(paths, suffixes)
         refuse_overwriting_inputs(paths, (out / f"{n}{s}" for n in names.values() for s in suffixes), out)
         batch = SlideBatch(len(paths), strict)
+        noted = False
         for path in tqdm(paths, unit="slide"):
             work = out / f".{names[path]}.work"
 
             def predict(path: Path = path, work: Path = work) -> SlidePrediction:
+                nonlocal noted
                 with open_slide(path) as slide:
+                    note = None if noted else self.tiling_note(slide.shape, large_slides)
+                    if note is not None:
+                        tqdm.write(f"s4mi: note: {path.name}: {note}", file=sys.stderr)
+                        noted = True
                     return self.predict(slide, out_dir=work, large_slides=large_slides)
 
             try:

@@ -65,7 +65,9 @@ class SegmentationData(TrainingData):
         return self.plan.roles()
 
     def run_info(self) -> dict[str, Any]:
-        return {"classes": self.classes, "red_norm_applied": self.red_norm}
+        sets = (self.labeled, self.unlabeled)
+        largest = max(tiles.largest_side for tiles in sets if tiles is not None)
+        return {"classes": self.classes, "red_norm_applied": self.red_norm, "largest_training_side": largest}
 
     def batch(self, step: int) -> HostBatch:
         images, masks, u_images = self.sampler.batch(step, self.config.labeled_batch, self.n_unlabeled)
