@@ -24,22 +24,24 @@ ANEW = "pretrain anew"
 SETTINGS = "cls.json"
 
 
-def finished_pretrainings(runs_dir: Path, prepares: str = "classification") -> list[Path]:
-    """Finished pretraining runs for ``prepares`` (classification or segmentation) in a project's runs folder (top
-    level or a pipeline's ``pretrain/``), newest first."""
+def finished_pretrainings(runs_dir: Path) -> dict[str, list[Path]]:
+    """Finished pretraining runs in a project's runs folder (top level or a pipeline's ``pretrain/``), newest first,
+    by what they prepare (``classification``: CASS, DINO; ``segmentation``: cass-seg); one pass over the folder."""
     from ..core.cls_pipeline import PRETRAIN_DIR, pipeline_finished
 
-    found = []
+    purposes = ("classification", "segmentation")
+    prepared_by = {method: purpose for purpose in purposes for method in pretraining_methods(purpose)}
+    found: dict[str, list[Path]] = {purpose: [] for purpose in purposes}
     for run in Path(runs_dir).iterdir() if Path(runs_dir).is_dir() else []:
         for candidate in (run / PRETRAIN_DIR, run):
             try:
                 config = json.loads((candidate / "config.json").read_text())["config"]
             except (OSError, ValueError, KeyError):
                 continue
-            usable = config.get("task") == "pretraining" and config.get("method") in pretraining_methods(prepares)
-            if usable and pipeline_finished(candidate):
-                found.append(candidate)
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+            purpose = prepared_by.get(config.get("method")) if config.get("task") == "pretraining" else None
+            if purpose is not None and pipeline_finished(candidate):
+                found[purpose].append(candidate)
+    return {purpose: sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True) for purpose, runs in found.items()}
 
 
 class ClsForm(QWidget):

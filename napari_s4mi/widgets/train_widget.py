@@ -244,8 +244,9 @@ class TrainWidget(QWidget):
         self.forms.setEnabled(not running)
         self.task.setEnabled(not running)
         if project is not None and not running:
-            self.cls_form.set_pretrainings(finished_pretrainings(project.runs_dir))
-            self.form.set_pretrainings(finished_pretrainings(project.runs_dir, prepares="segmentation"))
+            finished = finished_pretrainings(project.runs_dir)
+            self.cls_form.set_pretrainings(finished["classification"])
+            self.form.set_pretrainings(finished["segmentation"])
 
     # --------------------------------------------------------------------------------------------- closing
 
